@@ -8,6 +8,8 @@ e.g. ``rank (=70) must be <= min(m, n) = 64``. Library code raises; it never ass
 from __future__ import annotations
 
 import numbers
+import os
+import sys
 import warnings
 
 import numpy as np
@@ -136,5 +138,12 @@ def check_choice(value, name: str, choices) -> str:
 
 
 def warn_adjusted(message: str) -> None:
-    """Warn that lrkit changed a value on its own (e.g. a rank clipped to the matrix size)."""
-    warnings.warn(message, UserWarning, stacklevel=3)
+    """Warn that lrkit changed a value on its own (e.g. a rank clipped to the matrix size).
+
+    The warning points at the first caller outside lrkit, so the user sees their own line.
+    """
+    package_dir = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 2  # level 2 is our caller
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package_dir):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, UserWarning, stacklevel=level)

@@ -1,0 +1,65 @@
+"""Single-pass streaming sketch (Tropp, Yurtsever, Udell & Cevher 2017)."""
+
+import pytest
+import torch
+from test_rsvd import FAST, ratio_to_optimal, spectrum_matrix
+
+import lrkit
+
+from conftest import RTOL, low_rank_matrix
+
+
+def test_exact_for_rank_r_in_row_blocks(dtype):
+    A, _ = low_rank_matrix(90, 60, 5, dtype=dtype)
+    sk = lrkit.StreamingSketch(A.shape, 5, dtype=dtype, seed=0)
+    for start in range(0, 90, 25):
+        sk.add_rows(A[start : start + 25], start)
+    assert lrkit.rel_error(A, sk.to_lowrank()) < 1000 * RTOL[dtype]
+
+
+def test_rows_columns_and_whole_updates_agree():
+    A = spectrum_matrix(80, 70, FAST[:70])
+    by_rows, by_cols, whole = (
+        lrkit.StreamingSketch(A.shape, 6, dtype=A.dtype, seed=3) for _ in range(3)
+    )
+    for s in range(0, 80, 30):
+        by_rows.add_rows(A[s : s + 30], s)
+    for s in range(0, 70, 16):
+        by_cols.add_cols(A[:, s : s + 16], s)
+    whole.add(0.5 * A)
+    whole.add(A, scale=0.5)
+    ref = by_rows.to_lowrank().to_dense()
+    for other in (by_cols, whole):
+        torch.testing.assert_close(other.to_lowrank().to_dense(), ref, rtol=1e-9, atol=1e-12)
+
+
+def test_close_to_optimal_on_fast_decay():
+    A = spectrum_matrix(300, 200, FAST[:200])
+    sk = lrkit.StreamingSketch(A.shape, 10, dtype=A.dtype, seed=0)
+    sk.add(A)
+    assert ratio_to_optimal(A, sk.to_lowrank(), 10) < 1.5
+    # a larger sketch gets closer
+    big = lrkit.StreamingSketch(A.shape, 10, range_size=40, dtype=A.dtype, seed=0)
+    big.add(A)
+    assert ratio_to_optimal(A, big.to_lowrank(), 10) < ratio_to_optimal(A, sk.to_lowrank(), 10)
+
+
+def test_memory_is_smaller_than_the_matrix():
+    sk = lrkit.StreamingSketch((2000, 1000), 10, seed=0)
+    assert sk.nbytes < 2000 * 1000 * 4 / 5
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match=r"rank \(=20\) must be <= min\(m, n\) = 10"):
+        lrkit.StreamingSketch((30, 10), 20)
+    with pytest.raises(ValueError, match=r"corange_size \(=5\) must be > range_size \(=5\)"):
+        lrkit.StreamingSketch((30, 20), 2, range_size=5, corange_size=5)
+    sk = lrkit.StreamingSketch((30, 20), 2, seed=0)
+    with pytest.raises(ValueError, match=r"rows of shape \(5, 20\) at start=28 do not fit"):
+        sk.add_rows(torch.ones(5, 20), 28)
+    with pytest.raises(ValueError, match=r"H has shape \(20, 30\)"):
+        sk.add(torch.ones(20, 30))
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        sk.add_cols(torch.full((30, 2), float("nan")), 0)
+    with pytest.warns(UserWarning, match="sketch sizes clipped"):
+        lrkit.StreamingSketch((8, 5), 3, seed=0)
