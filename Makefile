@@ -39,6 +39,7 @@ lab: venv
 # Everything CI runs: unit tests, every notebook executed by nbval, lint.
 test: venv
 	$(VENV)/bin/ruff check lrkit tests benchmarks notebooks
+	$(VENV)/bin/ruff format --check lrkit tests benchmarks notebooks
 	CI=$${CI:-1} $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
 
 # Library tests only, for a quick loop while coding.

@@ -25,7 +25,7 @@ import math
 
 import torch
 
-from ._checks import as_tensor
+from ._checks import as_tensor, check_positive_int, warn_adjusted
 
 __all__ = ["Factorization", "LowRank", "dtype_bits"]
 
@@ -86,25 +86,40 @@ class Factorization:
         """``nbits`` divided by the number of approximated entries."""
         return self.nbits / self.numel
 
-    def compression_ratio(self, ref_bits: int | None = None) -> float:
+    def compression_ratio(self, ref_bits: int | None = None, *, width: int | None = None) -> float:
         """How many times smaller than the dense array: ``numel * ref_bits / nbits``.
 
         ``ref_bits`` is the width of one entry of the dense reference: by default that of
         this object's dtype (32 for float32). Pass 8 for an 8-bit image, 16 for fp16 weights.
+        ``width``: count the stored parameters at this many bits instead (``nbits_at``).
         """
         if ref_bits is None:
             ref_bits = dtype_bits(self.dtype)
         if ref_bits <= 0:
             raise ValueError(f"ref_bits (={ref_bits}) must be > 0")
-        return self.numel * ref_bits / self.nbits
+        stored = self.nbits if width is None else self.nbits_at(width)
+        return self.numel * ref_bits / stored
 
     # -- moving it ----------------------------------------------------------------------
     def to(self, device=None, dtype: torch.dtype | None = None):
         """Return a copy with every stored tensor moved to ``device`` and/or cast to ``dtype``.
 
-        Only floating-point tensors are cast; integer tensors (indices, codes) keep theirs.
+        Like ``torch.Tensor.to``, ``fact.to(torch.float16)`` casts. Only floating-point
+        tensors are cast; integer tensors (indices, codes) keep theirs. A cast that overflows
+        the new dtype (a singular value above 65504 in float16) warns: the result holds Inf.
         """
+        if isinstance(device, torch.dtype):
+            device, dtype = None, device
         kw = {f: _move(getattr(self, f), device, dtype) for f in self._fields}
+        if dtype is not None:
+            bad = [
+                f for f, t in kw.items() if t.is_floating_point() and not bool(t.isfinite().all())
+            ]
+            if bad:
+                warn_adjusted(
+                    f"casting to {dtype} overflowed in {', '.join(bad)}: the values exceed "
+                    f"{torch.finfo(dtype).max:g}; the result holds Inf"
+                )
         return self._replace(**kw)
 
     def _replace(self, **fields):
@@ -200,6 +215,14 @@ class LowRank(Factorization):
 
     def __iter__(self):
         return iter((self.U, self.S, self.Vh))
+
+    def truncate(self, rank: int) -> LowRank:
+        """The first ``rank`` terms. For an SVD (S descending) this is the truncated SVD of
+        that rank, since truncated SVDs are nested: no new factorization is needed."""
+        rank = check_positive_int(rank, "rank")
+        if rank > self.rank:
+            raise ValueError(f"rank (={rank}) must be <= the current rank = {self.rank}")
+        return LowRank(self.U[..., :rank], self.S[..., :rank], self.Vh[..., :rank, :])
 
     def to_dense(self) -> torch.Tensor:
         return (self.U * self.S.unsqueeze(-2)) @ self.Vh  # (..., m, k) * (..., 1, k) @ (..., k, n)

@@ -125,3 +125,32 @@ def test_constructor_promotes_to_common_dtype():
 def test_base_class_is_abstract():
     with pytest.raises(NotImplementedError):
         lrkit.Factorization().shape  # noqa: B018
+
+
+def test_to_accepts_a_dtype_positionally():
+    f = make()
+    assert f.to(torch.float32).dtype == torch.float32
+    assert f.to("cpu", torch.float32).dtype == torch.float32
+
+
+def test_cast_that_overflows_warns():
+    f = lrkit.LowRank(torch.ones(3, 1), torch.tensor([70000.0]), torch.ones(1, 2))
+    with pytest.warns(UserWarning, match="casting to torch.float16 overflowed in S"):
+        g = f.to(dtype=torch.float16)
+    assert torch.isinf(g.S).all()
+
+
+def test_truncate_is_the_smaller_truncated_svd():
+    A = torch.randn(20, 15, dtype=torch.float64)
+    full = lrkit.truncated_svd(A, 15)
+    for k in (1, 4, 15):
+        torch.testing.assert_close(
+            full.truncate(k).to_dense(), lrkit.truncated_svd(A, k).to_dense()
+        )
+    with pytest.raises(ValueError, match=r"rank \(=16\) must be <= the current rank = 15"):
+        full.truncate(16)
+
+
+def test_compression_ratio_at_a_storage_width():
+    f = make(m=100, n=60, k=5, dtype=torch.float32)
+    assert f.compression_ratio(ref_bits=8, width=16) == pytest.approx(100 * 60 * 8 / f.nbits_at(16))
