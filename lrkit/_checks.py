@@ -67,7 +67,10 @@ def as_tensor(x, name: str = "A", *, min_ndim: int = 1, allow_empty: bool = Fals
         )
     if t.numel() == 0 and not allow_empty:
         raise ValueError(f"{name} is empty (shape {tuple(t.shape)}); it needs at least one entry")
-    if not bool(torch.isfinite(t).all()):
+    # A NaN or Inf entry makes the sum non-finite, so a finite sum proves all entries are
+    # finite at the cost of one fast reduction; only a non-finite sum (which finite entries
+    # can also give, by overflow) needs the entry-by-entry check.
+    if t.numel() and not bool(torch.isfinite(t.sum())) and not bool(torch.isfinite(t).all()):
         n_bad = int((~torch.isfinite(t)).sum())
         raise ValueError(
             f"{name} contains {n_bad} NaN or Inf value(s); lrkit refuses non-finite input"

@@ -159,7 +159,11 @@ def range_finder(
 def _svd_of_rows(op: Operator, Qt: torch.Tensor, rank: int | None) -> LowRank:
     """Halko Alg. 5.1: B = Q^T A, B = U_B S Vh, U = Q U_B; keep the top ``rank`` triplets."""
     B = op.left(Qt)  # (..., l, n): one more pass over A
-    U_B, S, Vh = torch.linalg.svd(B, full_matrices=False)  # (..., l, l) (..., l) (..., l, n)
+    # SVD of the short, wide B through the QR of B^T = Q_B R: B = R^T Q_B^T, so only the
+    # small l x l matrix R^T needs an SVD (cheaper than LAPACK's SVD of B itself).
+    Q_B, R = torch.linalg.qr(B.mT)  # (..., n, l), (..., l, l)
+    U_B, S, W_h = torch.linalg.svd(R.mT)  # (..., l, l) each
+    Vh = W_h @ Q_B.mT  # (..., l, n)
     k = S.shape[-1] if rank is None else rank
     U = Qt.mT @ U_B[..., :k]  # (..., m, k)
     U, Vh = svd_flip(U, Vh[..., :k, :])

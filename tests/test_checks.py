@@ -116,3 +116,11 @@ def test_check_choice_and_fraction():
         _checks.check_fraction(0.0, "keep")
     with pytest.raises(TypeError, match="keep must be a real number"):
         _checks.check_fraction("0.5", "keep")
+
+
+def test_large_finite_values_whose_sum_overflows_are_accepted():
+    a = np.full((4, 4), 3e38, dtype=np.float32)  # finite, but the float32 sum is Inf
+    assert torch.equal(_checks.as_tensor(a), torch.from_numpy(a))
+    a[2, 3] = np.inf
+    with pytest.raises(ValueError, match="A contains 1 NaN or Inf"):
+        _checks.as_tensor(a)
