@@ -40,7 +40,7 @@ lab: venv
 test: venv
 	$(VENV)/bin/ruff check lrkit tests benchmarks notebooks
 	$(VENV)/bin/ruff format --check lrkit tests benchmarks notebooks
-	CI=$${CI:-1} $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
+	CI=$${CI:-1} $(PY) -m pytest tests lrkit notebooks --doctest-modules --nbval-lax --nbval-current-env -p no:cacheprovider
 
 # Library tests only, for a quick loop while coding.
 test-fast: venv

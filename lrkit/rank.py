@@ -41,7 +41,10 @@ def rank_for_energy(S_or_A, keep: float = 0.99) -> int:
         return 1
     cum = torch.cumsum(s2, 0) / total
     # Tolerate rounding: keep=1.0 must be reachable by the float sum.
-    k = int(torch.searchsorted(cum, torch.tensor(keep - 1e-12, dtype=cum.dtype))) + 1
+    k = (
+        int(torch.searchsorted(cum, torch.tensor(keep - 1e-12, dtype=cum.dtype, device=cum.device)))
+        + 1
+    )
     return min(k, s2.numel())
 
 
