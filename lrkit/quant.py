@@ -1,0 +1,258 @@
+"""Uniform scalar quantization with honest bit accounting.
+
+A b-bit uniform quantizer maps each entry of a *granule* (a whole matrix, one row or
+column, or a group of entries) to one of ``2**b`` evenly spaced levels
+
+    lo, lo + step, ..., lo + (2**b - 1) * step,      step = (hi - lo) / (2**b - 1)
+
+and stores the level's index (a b-bit code) plus, per granule, what is needed to rebuild it:
+
+- ``symmetric=True`` (default; the quantizer of Saha, Srivastava & Pilanci 2023): the range
+  is ``[-R, R]`` with ``R = max |x|`` over the granule; one number (R) is stored per granule.
+  The levels include ``+-R`` and, for even ``2**b``, not zero; ``b = 1`` is sign x R.
+- ``symmetric=False``: the range is ``[min x, max x]``; two numbers (lo and step) per granule.
+
+Rounding is to the nearest level, or stochastic (up with probability equal to the distance
+from the lower level, in steps), which is unbiased: E[Q(x)] = x for x inside the range.
+
+Storage is counted exactly: ``b`` bits per code (as if packed; in memory lrkit keeps codes
+unpacked in an integer tensor) plus every range number at its stored width
+(``scale_dtype``, float32 by default). Papers often leave the ranges out; lrkit does not.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ._checks import as_matrix, check_bits, check_choice, check_positive_int
+from ._random import make_generator
+from .factorization import Factorization, dtype_bits
+
+__all__ = ["QuantizedMatrix", "quantize", "quant_nbits"]
+
+SCALES = ("tensor", "vector", "group")
+
+
+def _granules(shape, scales: str, axis: int, group_size: int | None) -> int:
+    """Number of granules (ranges) of an m x n matrix."""
+    m, n = shape
+    if scales == "tensor":
+        return 1
+    length, count = (m, n) if axis == 0 else (n, m)  # reduce along `axis`: one per other index
+    if scales == "vector":
+        return count
+    return count * math.ceil(length / group_size)
+
+
+def quant_nbits(
+    shape,
+    bits: int,
+    *,
+    scales: str = "tensor",
+    axis: int = 1,
+    group_size: int | None = None,
+    symmetric: bool = True,
+    scale_bits: int = 32,
+) -> int:
+    """Exact storage in bits of a quantized m x n matrix: codes plus every range number.
+
+    The single formula :class:`QuantizedMatrix` and the rank helpers share, so a planned
+    budget and a measured ``.nbits`` can never disagree.
+    """
+    m, n = shape
+    per_granule = 1 if symmetric else 2
+    return m * n * bits + _granules(shape, scales, axis, group_size) * per_granule * scale_bits
+
+
+def _check_layout(scales, axis, group_size, shape):
+    check_choice(scales, "scales", SCALES)
+    if axis not in (0, 1):
+        raise ValueError(f"axis (={axis!r}) must be 0 (one range per column) or 1 (per row)")
+    if scales == "group":
+        if group_size is None:
+            raise ValueError('scales="group" needs group_size= (entries per group)')
+        group_size = check_positive_int(group_size, "group_size")
+        length = shape[axis]
+        if group_size > length:
+            raise ValueError(
+                f"group_size (={group_size}) must be <= {length}, the length along axis {axis}"
+            )
+    elif group_size is not None:
+        raise ValueError(f'group_size is only used with scales="group"; got scales={scales!r}')
+    return group_size
+
+
+def _as_groups(X: torch.Tensor, scales: str, axis: int, group_size: int | None) -> torch.Tensor:
+    """View X (m, n) as (granules, entries per granule), padding a short last group."""
+    if scales == "tensor":
+        return X.reshape(1, -1)
+    rows = X if axis == 1 else X.T  # (count, length): each row is reduced
+    if scales == "vector":
+        return rows
+    count, length = rows.shape
+    pad = (-length) % group_size
+    if pad:  # repeat the last entry: it changes no group's min or max
+        rows = torch.cat([rows, rows[:, -1:].expand(count, pad)], dim=1)
+    return rows.reshape(count * (rows.shape[1] // group_size), group_size)  # (granules, g)
+
+
+def _from_groups(G: torch.Tensor, shape, scales: str, axis: int, group_size: int | None):
+    """Inverse of _as_groups."""
+    m, n = shape
+    if scales == "tensor":
+        return G.reshape(m, n)
+    count, length = (n, m) if axis == 0 else (m, n)
+    rows = G.reshape(count, -1)[:, :length]
+    return rows if axis == 1 else rows.T
+
+
+class QuantizedMatrix(Factorization):
+    """A b-bit uniformly quantized matrix: integer codes plus one range per granule.
+
+    ``to_dense()`` rebuilds ``lo + step * code``. ``nbits`` counts b bits per code and every
+    stored range number at its stored width (see :func:`quant_nbits`).
+    """
+
+    _fields = ("codes", "lo", "step")
+
+    def __init__(
+        self, codes, lo, step, *, scale_bits, shape, bits, scales, axis, group_size, symmetric
+    ):
+        # codes (granules, g) integers; lo, step (granules, 1) in the compute dtype, holding
+        # values exactly representable at scale_bits (symmetric: step = -2 lo / (2**b - 1)).
+        self.codes, self.lo, self.step = codes, lo, step
+        self.scale_bits = scale_bits
+        self._shape = torch.Size(shape)
+        self.bits, self.scales, self.axis = bits, scales, axis
+        self.group_size, self.symmetric = group_size, symmetric
+
+    @property
+    def shape(self) -> torch.Size:
+        return self._shape
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.step.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.codes.device
+
+    @property
+    def n_ranges(self) -> int:
+        return self.lo.shape[0]
+
+    @property
+    def num_params(self) -> int:
+        """Stored numbers: one code per entry plus the range numbers."""
+        return self.numel + self.n_ranges * (1 if self.symmetric else 2)
+
+    @property
+    def nbits(self) -> int:
+        return quant_nbits(
+            tuple(self.shape),
+            self.bits,
+            scales=self.scales,
+            axis=self.axis,
+            group_size=self.group_size,
+            symmetric=self.symmetric,
+            scale_bits=self.scale_bits,
+        )
+
+    def nbits_at(self, width: int) -> int:
+        raise TypeError("a quantized matrix stores b-bit codes; its storage is .nbits")
+
+    def to_dense(self) -> torch.Tensor:
+        G = self.lo + self.step * self.codes.to(self.dtype)  # (granules, g)
+        return _from_groups(G, tuple(self.shape), self.scales, self.axis, self.group_size)
+
+    def _matmul(self, X):
+        return self.to_dense() @ X
+
+    def _rmatmul(self, X):
+        return X @ self.to_dense()
+
+    def _describe(self) -> str:
+        layout = self.scales if self.scales != "group" else f"group of {self.group_size}"
+        axis = f", axis={self.axis}" if self.scales != "tensor" else ""
+        return f"bits={self.bits}, scales={layout!r}{axis}"
+
+
+def quantize(
+    A,
+    bits: int,
+    *,
+    scales: str = "tensor",
+    axis: int = 1,
+    group_size: int | None = None,
+    symmetric: bool = True,
+    rounding: str = "nearest",
+    scale_dtype: torch.dtype | None = None,
+    seed=None,
+) -> QuantizedMatrix:
+    """Quantize a matrix to ``bits`` bits per entry (uniform, see the module docstring).
+
+    Parameters
+    ----------
+    A : 2-D numpy array or torch tensor
+    bits : int in 1..16
+    scales : {"tensor", "vector", "group"}
+        One range for the whole matrix; one per row (``axis=1``) or per column (``axis=0``);
+        or one per ``group_size`` consecutive entries along ``axis`` (a short last group is
+        allowed).
+    axis : {1, 0}
+        The direction along which a range is shared: 1 = along rows (one range per row).
+    symmetric : bool
+        ``[-max|x|, max|x|]`` (one number per range) or ``[min, max]`` (two numbers).
+    rounding : {"nearest", "stochastic"}
+        Stochastic rounding uses ``seed`` and is unbiased.
+    scale_dtype : dtype of the stored range numbers (default: A's float dtype). float16
+        halves their storage.
+
+    Returns
+    -------
+    QuantizedMatrix, whose ``.nbits`` counts every stored bit. Naive quantization of A in
+    the LPLR paper's comparison is ``quantize(A, bits)``.
+    """
+    X = as_matrix(A, "A")
+    bits = check_bits(bits)
+    group_size = _check_layout(scales, axis, group_size, X.shape)
+    check_choice(rounding, "rounding", ("nearest", "stochastic"))
+    scale_dtype = X.dtype if scale_dtype is None else scale_dtype
+    if not scale_dtype.is_floating_point:
+        raise TypeError(f"scale_dtype must be a floating-point dtype; got {scale_dtype}")
+
+    G = _as_groups(X, scales, axis, group_size)  # (granules, g)
+    levels = 2**bits - 1
+
+    def stored(x):  # a range number as it will be stored (scale_dtype), back in X's dtype
+        return x.to(scale_dtype).to(X.dtype)
+
+    if symmetric:  # one stored number per range: R; lo and step follow from it
+        R = stored(G.abs().amax(dim=1, keepdim=True))  # (granules, 1)
+        lo, step = -R, 2 * R / levels
+    else:  # two stored numbers per range: lo and step
+        lo = stored(G.amin(dim=1, keepdim=True))
+        step = stored((G.amax(dim=1, keepdim=True) - lo) / levels)
+    safe = torch.where(step > 0, step, torch.ones_like(step))  # a constant granule: code 0
+    t = (G - lo) / safe  # position in steps, in [0, levels]
+    if rounding == "nearest":
+        codes = torch.round(t)
+    else:
+        gen = make_generator(seed, X.device)
+        codes = torch.floor(t + torch.rand(t.shape, generator=gen, dtype=t.dtype, device=t.device))
+    codes = codes.clamp_(0, levels).to(torch.uint8 if bits <= 8 else torch.int32)
+    return QuantizedMatrix(
+        codes,
+        lo,
+        step,
+        scale_bits=dtype_bits(scale_dtype),
+        shape=tuple(X.shape),
+        bits=bits,
+        scales=scales,
+        axis=axis,
+        group_size=group_size,
+        symmetric=symmetric,
+    )
