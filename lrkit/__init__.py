@@ -7,7 +7,9 @@ object with one protocol: ``.to_dense()``, ``@``, ``.num_params``, ``.nbits``,
 
 from .adaptive import adaptive_range_finder, estimate_error
 from .factorization import Factorization, LowRank
+from .lplr import QuantizedLowRank, dsvd_quant, lplr, lplr_max_rank, rank_for_bits
 from .metrics import psnr, rel_error
+from .quant import QuantizedMatrix, quantize
 from .rank import rank_for_budget, rank_for_energy, rank_for_error
 from .rsvd import lowrank_from_basis, range_finder, rsvd
 from .sketch import StreamingSketch
@@ -21,6 +23,13 @@ __all__ = [
     "estimate_error",
     "Factorization",
     "LowRank",
+    "QuantizedLowRank",
+    "QuantizedMatrix",
+    "dsvd_quant",
+    "lplr",
+    "lplr_max_rank",
+    "quantize",
+    "rank_for_bits",
     "lowrank_from_basis",
     "range_finder",
     "rsvd",

@@ -26,7 +26,8 @@ import numbers
 
 import torch
 
-from ._checks import as_matrix, check_bits, check_choice, check_rank
+from ._checks import as_matrix, check_bits, check_choice, check_rank, warn_adjusted
+from ._linalg import lstsq
 from ._random import make_generator
 from .factorization import Factorization
 from .quant import QuantizedMatrix, _check_layout, quant_nbits, quantize
@@ -106,6 +107,7 @@ def lplr(
     scales: str = "tensor",
     group_size: int | None = None,
     symmetric: bool = True,
+    scale_dtype: torch.dtype = torch.float32,
     sketch: str = "gaussian",
     n_iter: int = 0,
     seed=None,
@@ -125,6 +127,9 @@ def lplr(
         per range, along the columns of L and the rows of R.
     symmetric : bool, default True
         Ranges ``[-max|x|, max|x|]`` (the paper's quantizer) or ``[min, max]``.
+    scale_dtype : torch.dtype, default float32
+        Width at which every range number is stored (and counted in ``.nbits``), whatever
+        A's dtype; :func:`rank_for_bits` assumes the same 32 bits by default.
     sketch : {"gaussian"}
         The paper's sketch: i.i.d. N(0, 1) entries (scaling does not matter: L is refit).
     n_iter : int, default 0
@@ -148,9 +153,14 @@ def lplr(
         Q, _ = torch.linalg.qr(Y)  # (n, k)
         Z, _ = torch.linalg.qr(A.mT @ Q)  # (d, k)
         Y = A @ Z  # (n, k)
-    kw = dict(scales=scales, group_size=group_size, symmetric=symmetric)
+    kw = dict(scales=scales, group_size=group_size, symmetric=symmetric, scale_dtype=scale_dtype)
     L = quantize(Y, bits_left, axis=0, **kw)  # step 2
-    W = torch.linalg.lstsq(L.to_dense(), A).solution  # (k, d): step 3, min ||L W - A||_F
+    W, rank_L = lstsq(L.to_dense(), A)  # (k, d): step 3, min ||L W - A||_F (min-norm)
+    if rank_L < rank:
+        warn_adjusted(
+            f"the quantized left factor has rank {rank_L} < {rank}: at bits_left={bits_left} "
+            f"some of its columns coincide, so the refit uses a {rank_L}-dimensional range"
+        )
     R = quantize(W, bits_right, axis=1, **kw)  # step 4
     return QuantizedLowRank(L, R)
 
@@ -164,6 +174,7 @@ def dsvd_quant(
     scales: str = "tensor",
     group_size: int | None = None,
     symmetric: bool = True,
+    scale_dtype: torch.dtype = torch.float32,
 ) -> QuantizedLowRank:
     """The "direct SVD" baseline of Saha et al.: quantize U_k and Sigma_k V_k^T.
 
@@ -171,10 +182,9 @@ def dsvd_quant(
     """
     A, rank, bits_left, bits_right = _check(A, rank, bits_left, bits_right, scales, group_size)
     U, S, Vh = torch.linalg.svd(A, full_matrices=False)
-    L = quantize(U[:, :rank], bits_left, scales=scales, axis=0, group_size=group_size)
-    R = quantize(
-        S[:rank, None] * Vh[:rank], bits_right, scales=scales, axis=1, group_size=group_size
-    )
+    kw = dict(scales=scales, group_size=group_size, symmetric=symmetric, scale_dtype=scale_dtype)
+    L = quantize(U[:, :rank], bits_left, axis=0, **kw)
+    R = quantize(S[:rank, None] * Vh[:rank], bits_right, axis=1, **kw)
     return QuantizedLowRank(L, R)
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .factorization import LowRank
+from .lplr import dsvd_quant, lplr
 from .metrics import psnr, rel_error
 from .rank import rank_for_energy
 from .svd import truncated_svd
@@ -26,7 +27,15 @@ from .svd import truncated_svd
 if TYPE_CHECKING:
     import ipywidgets
 
-__all__ = ["plot_spectrum", "show_images", "rank_view", "rank_slider"]
+__all__ = [
+    "plot_spectrum",
+    "plot_spread",
+    "show_images",
+    "rank_view",
+    "rank_slider",
+    "lplr_view",
+    "lplr_slider",
+]
 
 
 def _numpy(x) -> np.ndarray:
@@ -78,6 +87,35 @@ def plot_spectrum(
         xy = (r, energy[r - 1])
         ax2.plot(*xy, "o", color="C1", ms=4)
         ax2.annotate(f"{level:g} at k={r}", xy, xytext=(6, -10), textcoords="offset points")
+    return ax
+
+
+def plot_spread(
+    x,
+    samples,
+    *,
+    ax: plt.Axes | None = None,
+    label: str | None = None,
+    color: str | None = None,
+    marker: str = "o",
+    alpha: float = 0.2,
+) -> plt.Axes:
+    """The mean of repeated random trials as a line, their range (min to max) as a band.
+
+    ``samples`` has one row per value of ``x`` and one column per trial (e.g. per seed).
+    A randomized method gives a different answer for every seed; the mean is what error
+    bounds in expectation speak about, the band shows how far single runs stray from it.
+    Returns the axes; labels, scales and titles are left to the caller.
+    """
+    x, y = _numpy(x), _numpy(samples)
+    if y.ndim != 2 or y.shape[0] != x.size:
+        raise ValueError(
+            f"samples must have shape (len(x), trials) = ({x.size}, trials); got {y.shape}"
+        )
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 4), layout="constrained")
+    (line,) = ax.plot(x, y.mean(axis=1), marker=marker, ms=3, color=color, label=label)
+    ax.fill_between(x, y.min(axis=1), y.max(axis=1), color=line.get_color(), alpha=alpha, lw=0)
     return ax
 
 
@@ -201,3 +239,105 @@ def rank_slider(image, *, max_rank: int, rank: int = 10, ref_bits: int = 8) -> i
     slider.observe(draw, names="value")
     draw()
     return widgets.VBox([slider, out])
+
+
+def lplr_view(
+    A,
+    rank: int,
+    *,
+    bits_left: int,
+    bits_right: int,
+    scales: str = "tensor",
+    seed: int = 0,
+    axes: Sequence[plt.Axes] | None = None,
+) -> np.ndarray:
+    """Draw a gray image beside its LPLR and direct-SVD compressions, with honest sizes.
+
+    Both factorizations get the same ``rank``, bits and ``scales`` (see
+    :func:`lrkit.lplr.lplr` and :func:`lrkit.lplr.dsvd_quant`); each title gives the
+    relative (Frobenius) error and the bits per entry that ``.nbits`` counts, ranges
+    included. All three panels share the gray scale of ``A`` (its min to max), clipped to
+    it. Pass three ``axes`` to draw into them. Returns the array of the three axes.
+    """
+    x = _numpy(A)
+    kw = dict(bits_left=bits_left, bits_right=bits_right, scales=scales)
+    fits = {
+        f"LPLR (seed {seed})": lplr(x, rank, seed=seed, **kw),
+        "direct SVD": dsvd_quant(x, rank, **kw),
+    }
+    if axes is None:
+        _, axes = plt.subplots(1, 3, figsize=(11, 4.1), layout="constrained")
+    axes = np.asarray(axes).ravel()
+    if axes.size != 3:
+        raise ValueError(f"axes must hold 3 axes (original, LPLR, direct SVD); got {axes.size}")
+    lo, hi = float(x.min()), float(x.max())
+    panels = [("original (float64)", x)]
+    for name, fact in fits.items():
+        title = (
+            f"{name}: rel. error {rel_error(x, fact):.3f}\n"
+            f"{fact.bits_per_entry:.3f} bits/entry (rank {rank}, {bits_left}+{bits_right} bits, "
+            f"{scales})"
+        )
+        panels.append((title, np.clip(_numpy(fact), lo, hi)))
+    for ax, (title, img) in zip(axes, panels, strict=True):
+        ax.imshow(img, cmap="gray", vmin=lo, vmax=hi)
+        ax.set_axis_off()
+        ax.set_title(title, fontsize=9)
+    return axes
+
+
+def lplr_slider(
+    A,
+    *,
+    max_rank: int,
+    rank: int = 20,
+    bits_left: int = 4,
+    bits_right: int = 8,
+    scales: str = "tensor",
+    seed: int = 0,
+) -> ipywidgets.VBox:
+    """An interactive :func:`lplr_view`: sliders for the rank and the two bit widths, and a
+    toggle for the scale granularity ("tensor" or "vector").
+
+    Every move recomputes both factorizations (an SVD and a least-squares solve), so keep
+    ``A`` a few hundred pixels on a side. Returns an ipywidgets ``VBox``; it responds only
+    with a running kernel.
+    """
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    def slider(value, lo, hi, name):
+        return widgets.IntSlider(
+            value=value, min=lo, max=hi, description=name, continuous_update=False
+        )
+
+    controls = {
+        "rank": slider(min(rank, max_rank), 1, max_rank, "rank"),
+        "bits_left": slider(bits_left, 1, 8, "bits of L"),
+        "bits_right": slider(bits_right, 1, 12, "bits of R"),
+        "scales": widgets.ToggleButtons(
+            options=["tensor", "vector"], value=scales, description="scales"
+        ),
+    }
+    out = widgets.Output()
+
+    def draw(change=None) -> None:
+        with out:
+            out.clear_output(wait=True)
+            fig, axes = plt.subplots(1, 3, figsize=(11, 4.1), layout="constrained")
+            lplr_view(
+                A,
+                controls["rank"].value,
+                bits_left=controls["bits_left"].value,
+                bits_right=controls["bits_right"].value,
+                scales=controls["scales"].value,
+                seed=seed,
+                axes=axes,
+            )
+            display(fig)
+            plt.close(fig)
+
+    for c in controls.values():
+        c.observe(draw, names="value")
+    draw()
+    return widgets.VBox([*controls.values(), out])

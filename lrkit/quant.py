@@ -189,7 +189,7 @@ def quantize(
     group_size: int | None = None,
     symmetric: bool = True,
     rounding: str = "nearest",
-    scale_dtype: torch.dtype | None = None,
+    scale_dtype: torch.dtype = torch.float32,
     seed=None,
 ) -> QuantizedMatrix:
     """Quantize a matrix to ``bits`` bits per entry (uniform, see the module docstring).
@@ -208,8 +208,9 @@ def quantize(
         ``[-max|x|, max|x|]`` (one number per range) or ``[min, max]`` (two numbers).
     rounding : {"nearest", "stochastic"}
         Stochastic rounding uses ``seed`` and is unbiased.
-    scale_dtype : dtype of the stored range numbers (default: A's float dtype). float16
-        halves their storage.
+    scale_dtype : torch.dtype, default float32
+        Width at which the range numbers are stored and counted, whatever A's dtype (the
+        ranges used to rebuild are exactly the stored ones). float16 halves their storage.
 
     Returns
     -------
@@ -220,8 +221,7 @@ def quantize(
     bits = check_bits(bits)
     group_size = _check_layout(scales, axis, group_size, X.shape)
     check_choice(rounding, "rounding", ("nearest", "stochastic"))
-    scale_dtype = X.dtype if scale_dtype is None else scale_dtype
-    if not scale_dtype.is_floating_point:
+    if not isinstance(scale_dtype, torch.dtype) or not scale_dtype.is_floating_point:
         raise TypeError(f"scale_dtype must be a floating-point dtype; got {scale_dtype}")
 
     G = _as_groups(X, scales, axis, group_size)  # (granules, g)
@@ -235,7 +235,7 @@ def quantize(
         lo, step = -R, 2 * R / levels
     else:  # two stored numbers per range: lo and step
         lo = stored(G.amin(dim=1, keepdim=True))
-        step = stored((G.amax(dim=1, keepdim=True) - lo) / levels)
+        step = stored((G.amax(dim=1, keepdim=True) - lo) / levels).clamp_(min=0)
     safe = torch.where(step > 0, step, torch.ones_like(step))  # a constant granule: code 0
     t = (G - lo) / safe  # position in steps, in [0, levels]
     if rounding == "nearest":

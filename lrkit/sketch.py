@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 
 from ._checks import as_matrix, check_positive_int, warn_adjusted
+from ._linalg import lstsq
 from ._random import make_generator
 from .factorization import LowRank
 from .svd import svd_flip
@@ -135,7 +136,7 @@ class StreamingSketch:
         if r > self.Y.shape[1]:
             raise ValueError(f"rank (={r}) must be <= range_size = {self.Y.shape[1]}")
         Q, _ = torch.linalg.qr(self.Y)  # (m, k)
-        X = torch.linalg.lstsq(self.Psi @ Q, self.W).solution  # (k, n): min ||(Psi Q) X - W||
+        X, _ = lstsq(self.Psi @ Q, self.W)  # (k, n): min ||(Psi Q) X - W||_F
         U_X, S, Vh = torch.linalg.svd(X, full_matrices=False)
         U, Vh = svd_flip(Q @ U_X[:, :r], Vh[:r])
         return LowRank(U.contiguous(), S[:r].contiguous(), Vh.contiguous())

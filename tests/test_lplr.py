@@ -149,3 +149,28 @@ def test_bad_input():
         lplr(np.full((4, 4), np.nan), 2, bits_left=4, bits_right=8)
     with pytest.raises(ValueError, match=r"compression_ratio \(=0\) must be > 0"):
         lplr_max_rank((10, 10), 0, 4, 8, 1)
+
+
+def test_lplr_is_deterministic_for_a_seed():
+    A = torch.randn(30, 20, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    first = lplr(A, 4, bits_left=3, bits_right=3, seed=1).to_dense()
+    for _ in range(20):
+        assert torch.equal(lplr(A, 4, bits_left=3, bits_right=3, seed=1).to_dense(), first)
+
+
+def test_rank_loss_of_the_quantized_left_factor_warns():
+    # 1-bit L with one range: its columns are sign patterns, and k of them can coincide
+    A = torch.ones(6, 40, dtype=torch.float64) + 0.01 * torch.randn(6, 40, dtype=torch.float64)
+    with pytest.warns(UserWarning, match=r"quantized left factor has rank \d+ < 5"):
+        f = lplr(A, 5, bits_left=1, bits_right=8, seed=0)
+    assert torch.isfinite(f.to_dense()).all()
+
+
+def test_dsvd_symmetric_and_scale_dtype_are_used():
+    A = torch.rand(40, 30, dtype=torch.float64)
+    sym = dsvd_quant(A, 5, bits_left=4, bits_right=4)
+    asym = dsvd_quant(A, 5, bits_left=4, bits_right=4, symmetric=False)
+    assert sym.L.symmetric and not asym.L.symmetric
+    assert asym.nbits == sym.nbits + 2 * 32  # one more range number per factor
+    half = dsvd_quant(A, 5, bits_left=4, bits_right=4, scale_dtype=torch.float16)
+    assert half.nbits == sym.nbits - 2 * 16

@@ -48,6 +48,20 @@ def test_plot_spectrum_draws_on_given_axes():
     assert plot.plot_spectrum(np.ones(5), ax=ax, keep=()) is ax
 
 
+def test_plot_spread_draws_mean_and_range():
+    x = np.array([1.0, 2.0, 4.0])
+    samples = torch.tensor([[1.0, 3.0], [2.0, 2.0], [0.0, 6.0]])  # (len(x), trials)
+    ax = plot.plot_spread(x, samples, label="trials")
+    (line,) = ax.lines
+    np.testing.assert_allclose(line.get_ydata(), [2.0, 2.0, 3.0])  # the mean over trials
+    assert line.get_label() == "trials"
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert band.min() == 0.0 and band.max() == 6.0  # min to max over trials
+    assert plot.plot_spread(x, samples, ax=ax) is ax
+    with pytest.raises(ValueError, match=r"samples must have shape \(len\(x\), trials\)"):
+        plot.plot_spread(x, samples.T)
+
+
 def test_show_images_clips_to_a_common_range():
     gray = np.full((8, 8), 300.0)  # overshoots 255, as reconstructions do
     color = np.full((8, 8, 3), -5.0)
@@ -82,3 +96,30 @@ def test_rank_slider_is_a_widget_that_redraws():
     slider = box.children[0]
     assert (slider.min, slider.max, slider.value) == (1, 5, 3)
     slider.value = 5  # triggers a redraw; must not raise
+
+
+def test_lplr_view_titles_report_error_and_honest_bits():
+    img = _image(32, 28, rank=4).astype(np.float64)
+    axes = plot.lplr_view(img, 4, bits_left=4, bits_right=8, scales="vector")
+    assert len(axes) == 3 and all(ax.images for ax in axes)
+    titles = [ax.get_title() for ax in axes]
+    assert titles[1].startswith("LPLR (seed 0): rel. error") and "bits/entry" in titles[1]
+    assert titles[2].startswith("direct SVD: rel. error") and "vector" in titles[2]
+    # the three panels share the original's gray scale
+    assert {ax.images[0].get_clim() for ax in axes} == {(img.min(), img.max())}
+    _, given = plt.subplots(1, 3)
+    assert list(plot.lplr_view(img, 2, bits_left=2, bits_right=2, axes=given)) == list(given)
+    with pytest.raises(ValueError, match="axes must hold 3 axes"):
+        plot.lplr_view(img, 2, bits_left=2, bits_right=2, axes=given[:2])
+
+
+def test_lplr_slider_is_a_widget_that_redraws():
+    widgets = pytest.importorskip("ipywidgets")
+    box = plot.lplr_slider(_image(32, 28).astype(np.float64), max_rank=6, rank=3)
+    assert isinstance(box, widgets.Widget)
+    rank, bits_left, bits_right, scales = box.children[:4]
+    assert (rank.min, rank.max, rank.value) == (1, 6, 3)
+    assert (bits_left.value, bits_right.value, scales.value) == (4, 8, "tensor")
+    rank.value = 6  # each control triggers a redraw; none may raise
+    scales.value = "vector"
+    bits_right.value = 2
