@@ -6,7 +6,9 @@ object with one protocol: ``.to_dense()``, ``@``, ``.num_params``, ``.nbits``,
 """
 
 from .adaptive import adaptive_range_finder, estimate_error
+from .cur import CUR, cur
 from .factorization import Factorization, LowRank
+from .interp import Interpolative, interp_decomp
 from .lplr import QuantizedLowRank, dsvd_quant, lplr, lplr_max_rank, rank_for_bits
 from .metrics import psnr, rel_error
 from .quant import QuantizedMatrix, quantize
@@ -18,26 +20,30 @@ from .svd import svd_flip, truncated_svd
 __version__ = "0.1.0.dev0"
 
 __all__ = [
-    "StreamingSketch",
-    "adaptive_range_finder",
-    "estimate_error",
+    "CUR",
     "Factorization",
+    "Interpolative",
     "LowRank",
     "QuantizedLowRank",
     "QuantizedMatrix",
+    "StreamingSketch",
+    "adaptive_range_finder",
+    "cur",
     "dsvd_quant",
+    "estimate_error",
+    "interp_decomp",
+    "lowrank_from_basis",
     "lplr",
     "lplr_max_rank",
-    "quantize",
-    "rank_for_bits",
-    "lowrank_from_basis",
-    "range_finder",
-    "rsvd",
     "psnr",
+    "quantize",
+    "range_finder",
+    "rank_for_bits",
     "rank_for_budget",
     "rank_for_energy",
     "rank_for_error",
     "rel_error",
+    "rsvd",
     "svd_flip",
     "truncated_svd",
 ]

@@ -62,8 +62,10 @@ class Factorization:
     # -- how big it is, honestly ---------------------------------------------------------
     @property
     def num_params(self) -> int:
-        """Number of stored scalars (all factors, including any diagonal of weights)."""
-        return sum(t.numel() for t in self._tensors())
+        """Number of stored floating-point values (all factors, including any diagonal of
+        weights). Integer tensors (indices, codes) are storage, not parameters: they count in
+        ``nbits`` and ``nbits_at``."""
+        return sum(t.numel() for t in self._tensors() if t.is_floating_point())
 
     @property
     def nbits(self) -> int:
@@ -71,10 +73,12 @@ class Factorization:
         return sum(t.numel() * dtype_bits(t.dtype) for t in self._tensors())
 
     def nbits_at(self, width: int) -> int:
-        """Storage in bits if every stored parameter were kept at ``width`` bits (e.g. 16)."""
+        """Storage in bits if every stored parameter were kept at ``width`` bits (e.g. 16);
+        integer tensors (indices) still count at their own width."""
         if not isinstance(width, int) or width < 1:
             raise ValueError(f"width (={width!r}) must be a positive integer number of bits")
-        return self.num_params * width
+        ints = [t for t in self._tensors() if not t.is_floating_point()]
+        return self.num_params * width + sum(t.numel() * dtype_bits(t.dtype) for t in ints)
 
     @property
     def numel(self) -> int:
@@ -112,9 +116,7 @@ class Factorization:
             device, dtype = None, device
         kw = {f: _move(getattr(self, f), device, dtype) for f in self._fields}
         if dtype is not None:
-            bad = [
-                f for f, t in kw.items() if t.is_floating_point() and not bool(t.isfinite().all())
-            ]
+            bad = [f for f, t in kw.items() if t.is_floating_point() and not _finite(t)]
             if bad:
                 warn_adjusted(
                     f"casting to {dtype} overflowed in {', '.join(bad)}: the values exceed "
@@ -156,6 +158,11 @@ class Factorization:
             f"{type(self).__name__}(shape={tuple(self.shape)}{', ' + extra if extra else ''}, "
             f"dtype={dtype}, device={self.device}, bits_per_entry={self.bits_per_entry:.3g})"
         )
+
+
+def _finite(t: torch.Tensor) -> bool:
+    """All entries finite; for a sparse tensor, its stored values."""
+    return bool(torch.isfinite(t if t.layout == torch.strided else t.values()).all())
 
 
 def _move(t: torch.Tensor, device, dtype):
