@@ -6,11 +6,14 @@
   rank-revealing factorizations of matrices", SIAM J. Sci. Comput. 38(5), 2016 (Alg. 2),
   a blocked form of Halko, Martinsson & Tropp 2011, Alg. 4.2.
 - :func:`estimate_error` estimates the spectral-norm error ``||A - approx||_2 / ||A||_2`` by
-  randomized power steps that only apply A and approx to thin blocks, never forming A - approx
-  (Halko et al. 2011, Sec. 4.3-4.4).
+  randomized block power iteration that only applies A and approx to thin blocks, never
+  forming A - approx (the a-posteriori idea of Halko et al. 2011, Sec. 4.3, with power steps
+  instead of their Gaussian-probe bound).
 """
 
 from __future__ import annotations
+
+import numbers
 
 import torch
 
@@ -68,7 +71,7 @@ def adaptive_range_finder(
     op = as_operator(A, batched=False)
     tol = check_fraction(tol, "tol", high_closed=False)
     block = check_positive_int(block, "block")
-    if not isinstance(n_iter, int) or n_iter < 0:
+    if not isinstance(n_iter, numbers.Integral) or isinstance(n_iter, bool) or n_iter < 0:
         raise ValueError(f"n_iter (={n_iter!r}) must be an integer >= 0")
     m, n = op.shape
     max_rank = min(m, n) if max_rank is None else check_positive_int(max_rank, "max_rank")
@@ -130,8 +133,10 @@ def estimate_error(A, approx, *, n_iter: int = 20, block: int = 4, seed=None) ->
 
     Block power (subspace) iteration on ``E = A - approx`` (and on A for the denominator),
     using only products of A and approx with ``block`` vectors: ``2 * n_iter + 1`` passes each.
-    Power iteration approaches the largest singular value from below, so the estimate is a
-    lower bound that tightens with ``n_iter``; on spectra with a gap it converges quickly.
+    Power iteration approaches a largest singular value from below, so the numerator is a
+    lower bound on ``||A - approx||_2`` that tightens with ``n_iter``, and converges quickly
+    when the spectrum has a gap. The denominator is estimated the same way, so when
+    ``||A||_2`` converges more slowly (s_1 close to s_2) the ratio can come out slightly high.
     Compare with :func:`lrkit.rel_error` (``ord=2``), which forms everything densely.
 
     ``A`` may be dense, sparse or a LinearOperator; ``approx`` is an lrkit factorization or a
