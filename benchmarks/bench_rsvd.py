@@ -37,10 +37,7 @@ SEEDS = range(20)
 
 def with_spectrum(m: int, n: int, S: torch.Tensor, seed: int = 0) -> torch.Tensor:
     """float32 m x n matrix U diag(S) V^T with Haar-random orthonormal U, V."""
-    g = torch.Generator().manual_seed(seed)
-    U, _ = torch.linalg.qr(torch.randn(m, len(S), generator=g))
-    V, _ = torch.linalg.qr(torch.randn(n, len(S), generator=g))
-    return ((U * S.float()) @ V.T).contiguous()
+    return lrkit.matrix_with_spectrum(m, n, S, seed=seed, dtype=torch.float32).contiguous()
 
 
 def cases(quick: bool):

@@ -16,6 +16,7 @@ from .rank import rank_for_budget, rank_for_energy, rank_for_error
 from .rsvd import lowrank_from_basis, range_finder, rsvd
 from .sketch import StreamingSketch
 from .svd import svd_flip, truncated_svd
+from .synthetic import matrix_with_spectrum
 
 __version__ = "0.1.0.dev0"
 
@@ -35,6 +36,7 @@ __all__ = [
     "lowrank_from_basis",
     "lplr",
     "lplr_max_rank",
+    "matrix_with_spectrum",
     "psnr",
     "quantize",
     "range_finder",

@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+import lrkit
+
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 DTYPES = [torch.float32, torch.float64]
 
@@ -26,12 +28,9 @@ def low_rank_matrix(m, n, rank, *, dtype=torch.float64, device="cpu", seed=0, de
     Singular values are ``1, decay, decay**2, ...`` if ``decay`` is given, else ``rank..1``.
     Returns (A, S) with S the true singular values (descending).
     """
-    g = torch.Generator(device="cpu").manual_seed(seed)
-    U, _ = torch.linalg.qr(torch.randn(m, rank, generator=g, dtype=torch.float64))
-    V, _ = torch.linalg.qr(torch.randn(n, rank, generator=g, dtype=torch.float64))
     if decay is None:
         S = torch.arange(rank, 0, -1, dtype=torch.float64)
     else:
         S = decay ** torch.arange(rank, dtype=torch.float64)
-    A = (U * S) @ V.T
+    A = lrkit.matrix_with_spectrum(m, n, S, seed=seed)
     return A.to(device=device, dtype=dtype), S.to(device=device, dtype=dtype)

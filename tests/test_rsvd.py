@@ -13,10 +13,7 @@ from conftest import RTOL, low_rank_matrix
 
 def spectrum_matrix(m, n, S, *, seed=0, dtype=torch.float64, device="cpu"):
     """A seeded m x n matrix with singular values S (length <= min(m, n))."""
-    g = torch.Generator().manual_seed(seed)
-    U, _ = torch.linalg.qr(torch.randn(m, len(S), generator=g, dtype=torch.float64))
-    V, _ = torch.linalg.qr(torch.randn(n, len(S), generator=g, dtype=torch.float64))
-    return ((U * S) @ V.T).to(device=device, dtype=dtype)
+    return lrkit.matrix_with_spectrum(m, n, S, seed=seed, dtype=dtype, device=device)
 
 
 def ratio_to_optimal(A, approx, rank, ord="fro"):
