@@ -1,0 +1,105 @@
+"""The course's Llama: inference speed of lrkit.llm against transformers on the same weights.
+
+Two workloads, float32 on the CPU, median of repeats in one run:
+
+- prompt processing: one forward pass over a batch of prompts (tokens per second);
+- generation: greedy decoding of new tokens one at a time with the KV cache (tokens/s),
+  lrkit's ``generate`` against ``LlamaForCausalLM.generate(do_sample=False, use_cache=True)``.
+
+Both models load the checkpoint shipped in ``datasets/tiny-llama`` (or a tiny random model
+with ``--quick``). Ratios > 1 mean lrkit is faster.
+Run: ``make bench`` or ``.venv/bin/python benchmarks/bench_llm.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import warnings
+
+import torch
+from _timing import median_time, print_table
+
+from lrkit.llm import Llama, LlamaConfig, generate
+from lrkit.llm.data import DATASETS, load_ids
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="lrkit.llm against transformers")
+    parser.add_argument("--quick", action="store_true", help="a tiny random model (smoke run)")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    try:
+        from transformers import LlamaForCausalLM
+    except ImportError:
+        print("lrkit: transformers is not installed; nothing to compare against")
+        return
+    tmp = tempfile.mkdtemp()
+    if args.quick:
+        torch.manual_seed(0)
+        cfg = LlamaConfig(
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=128,
+        )
+        Llama(cfg).save_pretrained(tmp)
+        path, batch, prompt_len, new = tmp, 4, 64, 32
+    else:
+        path, batch, prompt_len, new = DATASETS / "tiny-llama", 8, 256, 128
+    ours = Llama.from_pretrained(path).eval()
+    theirs = LlamaForCausalLM.from_pretrained(path).eval()
+    ids = load_ids("heldout")[: batch * prompt_len].long().reshape(batch, prompt_len)
+    prompt = ids[:1]  # generation: one sequence
+
+    rows = []
+    with torch.inference_mode():
+        t_ours = median_time(lambda: ours(ids), repeat=5)
+        t_theirs = median_time(lambda: theirs(ids).logits, repeat=5)
+        n = ids.numel()
+        rows.append(
+            {
+                "workload": f"prompt {batch}x{prompt_len}",
+                "lrkit tok/s": n / t_ours,
+                "transformers tok/s": n / t_theirs,
+                "lrkit speedup": t_theirs / t_ours,
+            }
+        )
+
+        def ours_gen():
+            return generate(ours, prompt[0], max_new_tokens=new, temperature=0)
+
+        def theirs_gen():
+            return theirs.generate(
+                prompt,
+                max_new_tokens=new,
+                min_new_tokens=new,
+                do_sample=False,
+                use_cache=True,
+                pad_token_id=0,
+            )
+
+        same = torch.equal(ours_gen()[prompt_len:], theirs_gen()[0, prompt_len:])
+        t_ours = median_time(ours_gen, repeat=3)
+        t_theirs = median_time(theirs_gen, repeat=3)
+        rows.append(
+            {
+                "workload": f"generate {new} after {prompt_len}",
+                "lrkit tok/s": new / t_ours,
+                "transformers tok/s": new / t_theirs,
+                "lrkit speedup": t_theirs / t_ours,
+            }
+        )
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, cpus {os.cpu_count()}; "
+        f"model {path if not args.quick else 'tiny random'}, {ours.num_params:,} parameters; "
+        f"greedy tokens identical: {same}"
+    )
+    print_table(rows, ["workload", "lrkit tok/s", "transformers tok/s", "lrkit speedup"])
+
+
+if __name__ == "__main__":
+    main()

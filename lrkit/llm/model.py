@@ -1,0 +1,310 @@
+"""A small Llama: the decoder of Touvron et al. (2023) in plain PyTorch, readable top to bottom.
+
+Architecture (as in Hugging Face's ``LlamaForCausalLM``, whose parameter names and config
+keys we use so checkpoints move both ways):
+
+    tokens -> embed -> [ x + Attn(RMSNorm(x)) ; x + MLP(RMSNorm(x)) ] x L -> RMSNorm -> lm_head
+
+- RMSNorm (Zhang & Sennrich 2019): scale by the root mean square, no mean subtraction.
+- Rotary position embeddings (Su et al. 2021), "rotate half" layout as in Hugging Face.
+- Grouped-query attention (Ainslie et al. 2023): ``num_key_value_heads`` <= heads; each K/V
+  head serves ``heads / kv_heads`` query heads, which shrinks the KV cache by that factor.
+- SwiGLU MLP (Shazeer 2020): ``down(silu(gate(x)) * up(x))``.
+- The KV cache is an explicit object (:class:`KVCache`): lesson 11 replaces it with a
+  compressed one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["LlamaConfig", "Llama", "KVCache"]
+
+
+@dataclass
+class LlamaConfig:
+    """Model shape, with Hugging Face's Llama key names (so ``config.json`` is shared)."""
+
+    vocab_size: int = 258
+    hidden_size: int = 256
+    intermediate_size: int = 688
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 4
+    max_position_embeddings: int = 256
+    rms_norm_eps: float = 1e-5
+    rope_theta: float = 10000.0
+    tie_word_embeddings: bool = True
+    bos_token_id: int = 256
+    eos_token_id: int = 257
+    head_dim: int | None = None
+
+    def __post_init__(self):
+        if self.head_dim is None:
+            self.head_dim = self.hidden_size // self.num_attention_heads
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise ValueError(
+                f"num_attention_heads (={self.num_attention_heads}) must be a multiple of "
+                f"num_key_value_heads (={self.num_key_value_heads})"
+            )
+
+    def to_hf_dict(self) -> dict:
+        d = asdict(self)
+        d.update(
+            architectures=["LlamaForCausalLM"],
+            model_type="llama",
+            hidden_act="silu",
+            attention_bias=False,
+            mlp_bias=False,
+            rope_scaling=None,
+            torch_dtype="float32",
+        )
+        return d
+
+    @classmethod
+    def from_hf_dict(cls, d: dict) -> LlamaConfig:
+        if d.get("model_type") != "llama":
+            raise ValueError(
+                f"config.json has model_type={d.get('model_type')!r}; only 'llama' is supported"
+            )
+        if d.get("rope_scaling"):
+            raise ValueError(
+                "config.json sets rope_scaling; lrkit's Llama supports plain RoPE only"
+            )
+        if d.get("hidden_act", "silu") != "silu" or d.get("attention_bias") or d.get("mlp_bias"):
+            raise ValueError("only hidden_act='silu' without attention or MLP biases is supported")
+        names = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}
+        if kw.get("num_key_value_heads") is None:
+            kw["num_key_value_heads"] = d["num_attention_heads"]
+        for key in ("bos_token_id", "eos_token_id"):  # some checkpoints list several
+            if isinstance(kw.get(key), list):
+                kw[key] = kw[key][0]
+        return cls(**kw)
+
+
+class KVCache:
+    """Keys and values of past positions, one (k, v) pair per layer.
+
+    ``update(layer, k, v)`` appends the new positions and returns everything cached for that
+    layer. Shapes: (batch, kv_heads, positions, head_dim). Subclass it to store the cache in
+    another form (lesson 11 keeps a low-rank latent instead of k and v).
+    """
+
+    def __init__(self):
+        self.layers: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def __len__(self) -> int:
+        """Number of cached positions."""
+        return 0 if not self.layers else self.layers[0][0].shape[2]
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        if layer == len(self.layers):
+            self.layers.append((k, v))
+        else:
+            k0, v0 = self.layers[layer]
+            self.layers[layer] = (torch.cat([k0, k], dim=2), torch.cat([v0, v], dim=2))
+        return self.layers[layer]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for kv in self.layers for t in kv)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        xf = x.float()  # normalize in float32 whatever the model's dtype, as HF does
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * xf.to(x.dtype)
+
+
+def rope_cos_sin(positions: torch.Tensor, head_dim: int, theta: float, dtype):
+    """cos and sin of the rotary angles, (T, head_dim), "rotate half" layout."""
+    inv_freq = 1.0 / theta ** (
+        torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim
+    )  # (head_dim/2,)
+    angles = positions.float()[:, None] * inv_freq[None, :]  # (T, head_dim/2)
+    emb = torch.cat([angles, angles], dim=-1)  # (T, head_dim)
+    return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+def apply_rope(x, cos, sin):
+    """Rotate pairs (x_i, x_{i + d/2}) by the position's angle. x: (B, h, T, d)."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos + torch.cat([-x2, x1], dim=-1) * sin
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: LlamaConfig):
+        super().__init__()
+        self.h, self.kv, self.d = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+        self.q_proj = nn.Linear(cfg.hidden_size, self.h * self.d, bias=False)
+        self.k_proj = nn.Linear(cfg.hidden_size, self.kv * self.d, bias=False)
+        self.v_proj = nn.Linear(cfg.hidden_size, self.kv * self.d, bias=False)
+        self.o_proj = nn.Linear(self.h * self.d, cfg.hidden_size, bias=False)
+
+    def forward(self, x, cos, sin, cache: KVCache | None = None, layer: int = 0):
+        B, T, _ = x.shape
+        q = self.q_proj(x).view(B, T, self.h, self.d).transpose(1, 2)  # (B, h, T, d)
+        k = self.k_proj(x).view(B, T, self.kv, self.d).transpose(1, 2)  # (B, kv, T, d)
+        v = self.v_proj(x).view(B, T, self.kv, self.d).transpose(1, 2)  # (B, kv, T, d)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        past = 0
+        if cache is not None:
+            past = cache.layers[layer][0].shape[2] if layer < len(cache.layers) else 0
+            k, v = cache.update(layer, k, v)  # (B, kv, past + T, d)
+        if self.kv != self.h:  # each K/V head serves h/kv query heads
+            k = k.repeat_interleave(self.h // self.kv, dim=1)  # (B, h, S, d)
+            v = v.repeat_interleave(self.h // self.kv, dim=1)
+        if past == 0:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, h, T, d)
+        else:  # new queries see all past positions and the causal part of the new ones
+            S = k.shape[2]
+            mask = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(diagonal=S - T)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, self.h * self.d))  # (B, T, hidden)
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: LlamaConfig):
+        super().__init__()
+        self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))  # SwiGLU
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: LlamaConfig):
+        super().__init__()
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.self_attn = Attention(cfg)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, cos, sin, cache=None, layer=0):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache, layer)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class _Body(nn.Module):
+    """Holds the parameters under ``model.`` as Hugging Face names them."""
+
+    def __init__(self, cfg: LlamaConfig):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.num_hidden_layers))
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+
+
+class Llama(nn.Module):
+    """Llama-architecture causal language model. ``model(ids)`` returns logits (B, T, vocab).
+
+    Pass a :class:`KVCache` to reuse the keys and values of earlier positions: the call then
+    processes only the new tokens ``ids`` and appends them to the cache.
+    """
+
+    def __init__(self, config: LlamaConfig):
+        super().__init__()
+        self.config = config
+        self.model = _Body(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        if config.tie_word_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module):
+        if isinstance(module, nn.Linear | nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def forward(self, ids: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        B, T = ids.shape
+        start = len(cache) if cache is not None else 0
+        if start + T > self.config.max_position_embeddings:
+            raise ValueError(
+                f"sequence length {start + T} exceeds max_position_embeddings "
+                f"(={self.config.max_position_embeddings})"
+            )
+        x = self.model.embed_tokens(ids)  # (B, T, hidden)
+        positions = torch.arange(start, start + T, device=ids.device)
+        cos, sin = rope_cos_sin(positions, self.config.head_dim, self.config.rope_theta, x.dtype)
+        for i, block in enumerate(self.model.layers):
+            x = block(x, cos, sin, cache, i)
+        return self.lm_head(self.model.norm(x))  # (B, T, vocab)
+
+    @property
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())  # tied weights counted once
+
+    # -- Hugging Face format ------------------------------------------------------------
+    def save_pretrained(self, path, *, dtype: torch.dtype | None = None) -> None:
+        """Write ``config.json`` and ``model.safetensors`` (Hugging Face names) to ``path``."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        cfg = self.config.to_hf_dict()
+        state = {}
+        for name, t in self.state_dict().items():
+            if name == "lm_head.weight" and self.config.tie_word_embeddings:
+                continue  # tied: stored once, as model.embed_tokens.weight
+            t = t.detach().cpu()
+            state[name] = (t.to(dtype) if dtype is not None else t).contiguous()
+        if dtype is not None:
+            cfg["torch_dtype"] = str(dtype).removeprefix("torch.")
+        (path / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+        save_file(state, str(path / "model.safetensors"), metadata={"format": "pt"})
+
+    @classmethod
+    def from_pretrained(cls, path, *, dtype: torch.dtype = torch.float32, device="cpu") -> Llama:
+        """Load a Llama checkpoint directory (``config.json`` + ``model.safetensors``)."""
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        for name in ("config.json", "model.safetensors"):
+            if not (path / name).is_file():
+                raise FileNotFoundError(
+                    f"{path} has no {name}; a checkpoint needs config.json and model.safetensors"
+                )
+        config = LlamaConfig.from_hf_dict(json.loads((path / "config.json").read_text()))
+        with torch.device("meta"):
+            model = cls(config)
+        state = load_file(str(path / "model.safetensors"))
+        expected = {k: v.shape for k, v in model.state_dict().items()}
+        if config.tie_word_embeddings:
+            expected.pop("lm_head.weight")
+            state.pop("lm_head.weight", None)
+        missing = sorted(set(expected) - set(state))
+        if missing:
+            raise KeyError(f"checkpoint {path} lacks tensor(s): {', '.join(missing[:5])}")
+        unexpected = sorted(set(state) - set(expected))
+        if unexpected:
+            raise KeyError(
+                f"checkpoint {path} has unexpected tensor(s): {', '.join(unexpected[:5])}"
+            )
+        for k, shape in expected.items():
+            if tuple(state[k].shape) != tuple(shape):
+                raise ValueError(
+                    f"{k}: checkpoint shape {tuple(state[k].shape)} != config shape {tuple(shape)}"
+                )
+        model = model.to_empty(device=device)
+        model.load_state_dict(
+            {k: v.to(dtype) for k, v in state.items()}, strict=False, assign=False
+        )
+        if config.tie_word_embeddings:
+            model.lm_head.weight = model.model.embed_tokens.weight
+        return model.to(dtype).eval()
