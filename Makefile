@@ -14,6 +14,15 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
+# Writes build/html/index.html, a list of the rendered notebooks.
+define HTML_INDEX
+import pathlib
+out = pathlib.Path("build/html")
+items = "".join(f'<li><a href="{f.name}">{f.stem}</a></li>' for f in sorted(out.glob("[0-9]*.html")))
+(out / "index.html").write_text(f"<h1>lrkit: the course</h1><ol>{items}</ol>")
+endef
+export HTML_INDEX
+
 .PHONY: help venv lab test test-fast lint notebooks-clean html bench clean
 
 help:
@@ -58,7 +67,8 @@ html: venv
 	mkdir -p build/html
 	$(VENV)/bin/jupyter nbconvert --to html --execute --output-dir build/html \
 		--ExecutePreprocessor.timeout=600 $(NOTEBOOKS)
-	@echo "open build/html/index of the course: $$(ls build/html/*.html | head -1)"
+	$(PY) -c "$$HTML_INDEX"
+	@echo "open build/html/index.html"
 
 bench: venv
 	for f in benchmarks/bench_*.py; do $(PY) $$f || exit 1; done
