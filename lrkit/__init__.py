@@ -15,28 +15,44 @@ from .quant import QuantizedMatrix, quantize
 from .rank import rank_for_budget, rank_for_energy, rank_for_error
 from .rsvd import lowrank_from_basis, range_finder, rsvd
 from .sketch import StreamingSketch
+from .structured import (
+    Butterfly,
+    KroneckerSum,
+    Monarch,
+    butterfly_fit,
+    butterfly_project,
+    kron_approx,
+    monarch_project,
+)
 from .svd import svd_flip, truncated_svd
 from .synthetic import matrix_with_spectrum
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "Butterfly",
     "CUR",
     "Factorization",
     "Interpolative",
+    "KroneckerSum",
     "LowRank",
+    "Monarch",
     "QuantizedLowRank",
     "QuantizedMatrix",
     "StreamingSketch",
     "adaptive_range_finder",
+    "butterfly_fit",
+    "butterfly_project",
     "cur",
     "dsvd_quant",
     "estimate_error",
     "interp_decomp",
+    "kron_approx",
     "lowrank_from_basis",
     "lplr",
     "lplr_max_rank",
     "matrix_with_spectrum",
+    "monarch_project",
     "psnr",
     "quantize",
     "range_finder",

@@ -30,16 +30,20 @@ __all__ = [
 _KEEP_DTYPES = (torch.float32, torch.float64)
 
 
-def as_tensor(x, name: str = "A", *, min_ndim: int = 1, allow_empty: bool = False) -> torch.Tensor:
+def as_tensor(
+    x, name: str = "A", *, min_ndim: int = 1, allow_empty: bool = False, keep_grad: bool = False
+) -> torch.Tensor:
     """Return ``x`` as a real floating-point torch tensor, refusing what lrkit cannot handle.
 
     numpy arrays become torch tensors on the CPU (a copy is taken, so the caller's array is
     never touched); torch tensors stay on their device. float32 and float64 keep their dtype;
     integer, boolean and half-precision input is promoted to float32. Complex input, objects
     that are not numbers, NaN and Inf are refused with a ``TypeError`` or ``ValueError``.
+    Tensors are detached from autograd unless ``keep_grad=True`` (for operands and factors
+    that a caller may differentiate through).
     """
     if isinstance(x, torch.Tensor):
-        t = x.detach()
+        t = x if keep_grad else x.detach()
     elif isinstance(x, np.ndarray | np.generic | numbers.Number | list | tuple):
         arr = np.asarray(x)
         if arr.dtype == object or not (

@@ -175,7 +175,7 @@ def _operand(X, fact: Factorization) -> torch.Tensor:
     """A right- or left-hand operand on the factorization's device and dtype."""
     if isinstance(X, Factorization):
         X = X.to_dense()
-    X = as_tensor(X, "X")
+    X = as_tensor(X, "X", keep_grad=True)  # gradients flow to X through fact @ X
     return X.to(device=fact.device, dtype=fact.dtype)
 
 
@@ -193,7 +193,10 @@ class LowRank(Factorization):
     _fields = ("U", "S", "Vh")
 
     def __init__(self, U, S, Vh):
-        U, S, Vh = as_tensor(U, "U", min_ndim=2), as_tensor(S, "S"), as_tensor(Vh, "Vh", min_ndim=2)
+        # keep_grad: factors may be trained (low-rank layers differentiate through them)
+        U = as_tensor(U, "U", min_ndim=2, keep_grad=True)
+        S = as_tensor(S, "S", keep_grad=True)
+        Vh = as_tensor(Vh, "Vh", min_ndim=2, keep_grad=True)
         k = U.shape[-1]
         if S.shape[-1] != k or Vh.shape[-2] != k:
             raise ValueError(

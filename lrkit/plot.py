@@ -341,3 +341,35 @@ def lplr_slider(
         c.observe(draw, names="value")
     draw()
     return widgets.VBox([*controls.values(), out])
+
+
+def plot_butterfly_factors(butterfly, *, title: str | None = None, size: float = 2.2) -> plt.Figure:
+    """The sparse factors of a :class:`lrkit.structured.Butterfly`, in the order they act,
+    then their product: ``P`` (if it has the bit reversal), ``F_0``, ..., ``F_{L-1}``, ``B``.
+
+    Each panel shows the magnitude of the entries of an n x n matrix (white = zero), so the
+    two nonzeros per row of every factor and the dense product are seen at a glance; the
+    panel title counts the nonzeros. Keep n small (8 to 32). Returns the figure.
+    """
+    mats = [*butterfly.factors(), butterfly.to_dense()]
+    names = (["P (bit reversal)"] if butterfly.bit_reversal else []) + [
+        f"F_{t}" for t in range(butterfly.twiddle.shape[0])
+    ]
+    names.append("product B")
+    fig, axes = plt.subplots(
+        1, len(mats), figsize=(size * len(mats), size + 0.6), squeeze=False, layout="constrained"
+    )
+    for ax, M, name in zip(axes[0], mats, names, strict=True):
+        mag = M.detach().abs().cpu().double().numpy()
+        ax.imshow(mag, cmap="Greys", vmin=0.0, vmax=max(float(mag.max()), 1e-30))
+        ax.set_title(f"{name}\n{int((mag > 0).sum())} nonzeros", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0, 0].set_ylabel("row")
+    axes[0, 0].set_xlabel("column")
+    n = mats[0].shape[0]
+    fig.suptitle(title or f"Butterfly factors, n = {n} (|entries|, white = 0), in order of action")
+    return fig
+
+
+__all__.append("plot_butterfly_factors")

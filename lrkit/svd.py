@@ -29,9 +29,9 @@ def svd_flip(U: torch.Tensor, Vh: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     across libraries, devices and runs. ``U`` is (..., m, k), ``Vh`` is (..., k, n).
     """
     idx = U.abs().argmax(dim=-2, keepdim=True)  # (..., 1, k): row of the largest entry
-    signs = torch.sign(torch.gather(U, -2, idx))  # (..., 1, k)
+    signs = torch.sgn(torch.gather(U, -2, idx))  # (..., 1, k); a unit phase if complex
     signs = torch.where(signs == 0, torch.ones_like(signs), signs)
-    return U * signs, Vh * signs.transpose(-2, -1)
+    return U * signs.conj(), Vh * signs.transpose(-2, -1)
 
 
 def truncated_svd(A, rank: int) -> LowRank:

@@ -154,3 +154,25 @@ def test_truncate_is_the_smaller_truncated_svd():
 def test_compression_ratio_at_a_storage_width():
     f = make(m=100, n=60, k=5, dtype=torch.float32)
     assert f.compression_ratio(ref_bits=8, width=16) == pytest.approx(100 * 60 * 8 / f.nbits_at(16))
+
+
+def test_gradients_flow_through_the_product_to_x_and_factors():
+    U = torch.randn(6, 2, dtype=torch.float64, requires_grad=True)
+    S = torch.rand(2, dtype=torch.float64, requires_grad=True)
+    Vh = torch.randn(2, 5, dtype=torch.float64, requires_grad=True)
+    X = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    (lrkit.LowRank(U, S, Vh) @ X).sum().backward()
+    ref = [t.detach().clone().requires_grad_() for t in (U, S, Vh, X)]
+    ((ref[0] * ref[1]) @ ref[2] @ ref[3]).sum().backward()
+    for t, r in zip((U, S, Vh, X), ref, strict=True):
+        torch.testing.assert_close(t.grad, r.grad)
+
+
+def test_svd_flip_on_complex_factors():
+    A = torch.randn(6, 4, dtype=torch.complex128)
+    U, S, Vh = torch.linalg.svd(A, full_matrices=False)
+    Uf, Vf = lrkit.svd_flip(U, Vh)
+    torch.testing.assert_close((Uf * S) @ Vf, A)
+    top = Uf.gather(0, Uf.abs().argmax(0, keepdim=True))
+    torch.testing.assert_close(top.imag, torch.zeros_like(top.imag), atol=1e-12, rtol=0)
+    assert bool((top.real > 0).all())

@@ -123,3 +123,16 @@ def test_lplr_slider_is_a_widget_that_redraws():
     rank.value = 6  # each control triggers a redraw; none may raise
     scales.value = "vector"
     bits_right.value = 2
+
+
+@pytest.mark.parametrize("bit_reversal", [True, False])
+def test_plot_butterfly_factors_one_panel_per_factor(bit_reversal):
+    from lrkit.structured import Butterfly
+
+    B = Butterfly.fft(8) if bit_reversal else Butterfly.hadamard(8)
+    fig = plot.plot_butterfly_factors(B)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert len(titles) == 3 + 1 + bit_reversal  # F_0, F_1, F_2, the product (and P)
+    assert titles[-1].startswith("product B") and "64 nonzeros" in titles[-1]
+    assert all("16 nonzeros" in t for t in titles[bit_reversal:-1])  # 2 per row
+    assert fig.get_suptitle()
