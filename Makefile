@@ -42,8 +42,9 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
+# --allow-root only where it is needed (containers often run as root)
 lab: venv
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab notebooks/ $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 # Everything CI runs: unit tests, every notebook executed by nbval, lint.
 test: venv
