@@ -5,6 +5,7 @@ object with one protocol: ``.to_dense()``, ``@``, ``.num_params``, ``.nbits``,
 ``.bits_per_entry``, ``.compression_ratio()``, ``.to()``. See ``lrkit.factorization``.
 """
 
+from . import tensor
 from .adaptive import adaptive_range_finder, estimate_error
 from .cur import CUR, cur
 from .factorization import Factorization, LowRank
@@ -26,11 +27,13 @@ from .structured import (
 )
 from .svd import svd_flip, truncated_svd
 from .synthetic import matrix_with_spectrum
+from .tensor import CPTensor, TTTensor, TuckerTensor, cp_als, hooi, hosvd, tt_svd
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "Butterfly",
+    "CPTensor",
     "CUR",
     "Factorization",
     "Interpolative",
@@ -40,12 +43,17 @@ __all__ = [
     "QuantizedLowRank",
     "QuantizedMatrix",
     "StreamingSketch",
+    "TTTensor",
+    "TuckerTensor",
     "adaptive_range_finder",
     "butterfly_fit",
     "butterfly_project",
+    "cp_als",
     "cur",
     "dsvd_quant",
     "estimate_error",
+    "hooi",
+    "hosvd",
     "interp_decomp",
     "kron_approx",
     "lowrank_from_basis",
@@ -63,5 +71,7 @@ __all__ = [
     "rel_error",
     "rsvd",
     "svd_flip",
+    "tensor",
     "truncated_svd",
+    "tt_svd",
 ]
