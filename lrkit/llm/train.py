@@ -168,7 +168,10 @@ def train(args) -> dict:
             tmp,
         )
         os.replace(tmp, ckpt_path)  # atomic: an interruption never leaves half a checkpoint
-        model.save_pretrained(out)  # the latest weights, always loadable by from_pretrained
+        # the latest weights in Hugging Face format, and their step and held-out score;
+        # written aside and then renamed, so a reader never sees a half-written file
+        staging = out / ".staging"
+        model.save_pretrained(staging)
         state = {
             "step": step,
             "tokens": tokens,
@@ -176,7 +179,9 @@ def train(args) -> dict:
             "heldout_bpb": bpb,
             "eval_tokens": args.eval_tokens,
         }
-        (out / "trainer_state.json").write_text(json.dumps(state, indent=1) + "\n")
+        (staging / "trainer_state.json").write_text(json.dumps(state, indent=1) + "\n")
+        for name in ("config.json", "model.safetensors", "trainer_state.json"):
+            os.replace(staging / name, out / name)
 
     last = min(args.steps, args.stop_after or args.steps)
     from tqdm.auto import tqdm
