@@ -447,3 +447,13 @@ def test_butterfly_bad_input():
         butterfly_fit(np.eye(4), lr=0)
     with pytest.raises(ValueError, match="all zeros"):
         butterfly_fit(np.zeros((4, 4)), n_steps=1)
+
+
+def test_operator_product_keeps_gradients_to_x():
+    from lrkit.structured import Monarch
+
+    g = torch.Generator().manual_seed(0)
+    M = Monarch(torch.randn(4, 4, 4, generator=g), torch.randn(4, 4, 4, generator=g))
+    X = torch.randn(16, 3, generator=g, requires_grad=True)
+    (M @ X).sum().backward()
+    torch.testing.assert_close(X.grad, M.to_dense().T @ torch.ones(16, 3))

@@ -25,12 +25,11 @@ def as_tensor_c(x, name: str, *, min_ndim: int = 1, keep_graph: bool = False) ->
     if isinstance(x, np.ndarray) and np.iscomplexobj(x):
         x = torch.from_numpy(np.array(x, copy=True))
     if not (isinstance(x, torch.Tensor) and x.is_complex()):
-        t = as_tensor(x, name, min_ndim=min_ndim)
-    else:
-        as_tensor(torch.view_as_real(x.detach()), name, min_ndim=min_ndim + 1)  # finite, not empty
-        t = x.detach() if x.dtype in (torch.complex64, torch.complex128) else x.to(torch.complex64)
-    keep = keep_graph and isinstance(x, torch.Tensor) and x.dtype == t.dtype
-    return x if keep else t
+        return as_tensor(x, name, min_ndim=min_ndim, keep_grad=keep_graph)
+    as_tensor(torch.view_as_real(x.detach()), name, min_ndim=min_ndim + 1)  # finite, not empty
+    if x.dtype not in (torch.complex64, torch.complex128):
+        return x.detach().to(torch.complex64)
+    return x if keep_graph else x.detach()
 
 
 def as_matrix_c(x, name: str = "A") -> torch.Tensor:
@@ -81,7 +80,7 @@ class ComplexAware(Factorization):
         """(self, X), or both cast to complex when only one of them is."""
         if isinstance(X, Factorization):
             X = X.to_dense()
-        X = as_tensor_c(X, "X")
+        X = as_tensor_c(X, "X", keep_graph=True)  # gradients flow to X through fact @ X
         dtype = torch.promote_types(self.dtype, X.dtype)
         fact = self if dtype == self.dtype else self.to(dtype=dtype)
         return fact, X.to(device=self.device, dtype=dtype)

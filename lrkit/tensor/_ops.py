@@ -121,3 +121,21 @@ def from_backend(x, tl):
     if isinstance(x, torch.Tensor | np.ndarray):
         return x
     return tl.to_numpy(x)
+
+
+def store_factors(obj, head_name: str, head: torch.Tensor, factors) -> None:
+    """Set ``obj.<head_name>`` and ``obj.factor_0, obj.factor_1, ...`` in one common dtype
+    (on the factors' device) and list them in ``obj._fields``, so the base class's ``to()``,
+    ``num_params`` and ``nbits`` see every factor of a CP or Tucker result."""
+    dtype = head.dtype
+    for A in factors:
+        dtype = torch.promote_types(dtype, A.dtype)
+    obj._fields = (head_name, *(f"factor_{i}" for i in range(len(factors))))
+    setattr(obj, head_name, head.to(device=factors[0].device, dtype=dtype))
+    for i, A in enumerate(factors):
+        setattr(obj, f"factor_{i}", A.to(dtype))
+
+
+def stored_factors(obj) -> list[torch.Tensor]:
+    """The factor list of an object filled by :func:`store_factors`."""
+    return [getattr(obj, f) for f in obj._fields[1:]]

@@ -31,6 +31,8 @@ from ._ops import (
     khatri_rao,
     leading_left_vectors,
     prod,
+    store_factors,
+    stored_factors,
     to_backend,
     unfold,
 )
@@ -65,19 +67,13 @@ class CPTensor(Factorization):
         weights = as_tensor(weights, "weights")
         if weights.shape != (R,):
             raise ValueError(f"weights has shape {tuple(weights.shape)}; need ({R},)")
-        dtype = weights.dtype
-        for A in factors:
-            dtype = torch.promote_types(dtype, A.dtype)
-        self._fields = ("weights", *(f"factor_{i}" for i in range(len(factors))))
-        self.weights = weights.to(device=factors[0].device, dtype=dtype)
-        for i, A in enumerate(factors):
-            setattr(self, f"factor_{i}", A.to(dtype))
+        store_factors(self, "weights", weights, factors)
         self.errors = [float(e) for e in errors]
         self.converged = bool(converged)
 
     @property
     def factors(self) -> list[torch.Tensor]:
-        return [getattr(self, f) for f in self._fields[1:]]
+        return stored_factors(self)
 
     @property
     def rank(self) -> int:

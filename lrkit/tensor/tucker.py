@@ -32,6 +32,8 @@ from ._ops import (
     mode_dot,
     multi_mode_dot,
     prod,
+    store_factors,
+    stored_factors,
     to_backend,
     unfold,
 )
@@ -64,19 +66,13 @@ class TuckerTensor(Factorization):
                 )
             if U.device != core.device:
                 raise ValueError(f"factors[{i}] is on {U.device} but the core on {core.device}")
-        dtype = core.dtype
-        for U in factors:
-            dtype = torch.promote_types(dtype, U.dtype)
-        self._fields = ("core", *(f"factor_{i}" for i in range(len(factors))))
-        self.core = core.to(dtype)
-        for i, U in enumerate(factors):
-            setattr(self, f"factor_{i}", U.to(dtype))
+        store_factors(self, "core", core, factors)
         self.errors = [float(e) for e in errors]
         self.converged = bool(converged)
 
     @property
     def factors(self) -> list[torch.Tensor]:
-        return [getattr(self, f) for f in self._fields[1:]]
+        return stored_factors(self)
 
     @property
     def rank(self) -> tuple[int, ...]:
