@@ -6,16 +6,19 @@ object with one protocol: ``.to_dense()``, ``@``, ``.num_params``, ``.nbits``,
 """
 
 from . import tensor
-from .adaptive import adaptive_range_finder, estimate_error
-from .cur import CUR, cur
-from .factorization import Factorization, LowRank
-from .interp import Interpolative, interp_decomp
-from .lplr import QuantizedLowRank, dsvd_quant, lplr, lplr_max_rank, rank_for_bits
-from .metrics import psnr, rel_error
-from .quant import QuantizedMatrix, quantize
-from .rank import rank_for_budget, rank_for_energy, rank_for_error
-from .rsvd import lowrank_from_basis, range_finder, rsvd
-from .sketch import StreamingSketch
+from .core._linalg import svd_flip
+from .core.factorization import Factorization, LowRank
+from .core.metrics import psnr, rel_error
+from .core.quant import QuantizedMatrix, quantize
+from .core.rank import rank_for_budget, rank_for_energy, rank_for_error
+from .core.synthetic import matrix_with_spectrum
+from .matrix.adaptive import adaptive_range_finder, estimate_error
+from .matrix.cur import CUR, cur
+from .matrix.interp import Interpolative, interp_decomp
+from .matrix.lplr import QuantizedLowRank, dsvd_quant, lplr, lplr_max_rank, rank_for_bits
+from .matrix.rsvd import lowrank_from_basis, range_finder, rsvd
+from .matrix.sketch import StreamingSketch
+from .matrix.svd import truncated_svd
 from .structured import (
     Butterfly,
     KroneckerSum,
@@ -25,8 +28,6 @@ from .structured import (
     kron_approx,
     monarch_project,
 )
-from .svd import svd_flip, truncated_svd
-from .synthetic import matrix_with_spectrum
 from .tensor import CPTensor, TTTensor, TuckerTensor, cp_als, hooi, hosvd, tt_svd
 
 __version__ = "0.1.0.dev0"

@@ -18,11 +18,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from .factorization import LowRank
-from .lplr import dsvd_quant, lplr
-from .metrics import psnr, rel_error
-from .rank import rank_for_energy
-from .svd import truncated_svd
+from .core.factorization import LowRank
+from .core.metrics import psnr, rel_error
+from .core.rank import rank_for_energy
+from .matrix.lplr import dsvd_quant, lplr
+from .matrix.svd import truncated_svd
 
 if TYPE_CHECKING:
     import ipywidgets

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import lrkit
-from lrkit import _checks
+from lrkit.core import _checks
 
 
 def test_numpy_becomes_tensor_and_is_copied():

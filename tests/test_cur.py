@@ -11,8 +11,8 @@ import scipy.sparse as sp
 import torch
 
 import lrkit
-from lrkit.cur import CUR, cur
-from lrkit.interp import Interpolative, interp_decomp
+from lrkit.matrix.cur import CUR, cur
+from lrkit.matrix.interp import Interpolative, interp_decomp
 
 from conftest import RTOL, low_rank_matrix
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import lrkit
-from lrkit.factorization import dtype_bits
+from lrkit.core.factorization import dtype_bits
 
 
 def make(m=12, n=9, k=3, dtype=torch.float64, device="cpu", batch=()):

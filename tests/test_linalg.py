@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from lrkit._linalg import lstsq
+from lrkit.core._linalg import lstsq
 
 
 def test_matches_numpy_min_norm_solution(device):

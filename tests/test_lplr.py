@@ -8,8 +8,8 @@ from skimage.transform import resize
 from test_rsvd import spectrum_matrix
 
 import lrkit
-from lrkit.lplr import QuantizedLowRank, dsvd_quant, lplr, lplr_max_rank, rank_for_bits
-from lrkit.quant import quantize
+from lrkit.core.quant import quantize
+from lrkit.matrix.lplr import QuantizedLowRank, dsvd_quant, lplr, lplr_max_rank, rank_for_bits
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from lrkit.quant import QuantizedMatrix, _from_groups, quant_nbits, quantize
+from lrkit.core.quant import QuantizedMatrix, _from_groups, quant_nbits, quantize
 
 LAYOUTS = [
     ("tensor", 1, None),

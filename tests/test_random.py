@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from lrkit._random import make_generator
+from lrkit.core._random import make_generator
 
 
 def test_same_seed_same_draws(device):

@@ -104,7 +104,7 @@ def generate(
     context is truncated to its last tokens, with a warning. Returns a string for a string
     prompt, else a tensor of ids (prompt and continuation).
     """
-    from .._random import make_generator
+    from ..core._random import make_generator
 
     ctx = model.config.max_position_embeddings
     if not 1 <= max_new_tokens < ctx:

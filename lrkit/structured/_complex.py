@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .._checks import as_tensor, check_positive_int
-from ..factorization import Factorization
+from ..core._checks import as_tensor, check_positive_int
+from ..core.factorization import Factorization
 
 
 def as_tensor_c(x, name: str, *, min_ndim: int = 1, keep_graph: bool = False) -> torch.Tensor:

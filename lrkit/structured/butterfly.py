@@ -38,8 +38,8 @@ import math
 
 import torch
 
-from .._checks import check_positive_int
-from .._random import make_generator
+from ..core._checks import check_positive_int
+from ..core._random import make_generator
 from ._complex import ComplexAware, as_matrix_c, as_tensor_c
 
 __all__ = [

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import torch
 
-from .._checks import check_positive_int, check_rank
-from ..svd import svd_flip
+from ..core._checks import check_positive_int, check_rank
+from ..core._linalg import svd_flip
 from ._complex import ComplexAware, as_matrix_c, as_tensor_c
 
 __all__ = ["KroneckerSum", "kron_approx", "kron_rearrange", "kron_matmul", "kron_dense"]

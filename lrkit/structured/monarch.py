@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import torch
 
-from .._checks import check_positive_int
+from ..core._checks import check_positive_int
 from ._complex import ComplexAware, as_matrix_c, as_tensor_c
 
 __all__ = ["Monarch", "monarch_project", "monarch_matmul", "monarch_rmatmul", "monarch_dense"]

@@ -16,6 +16,8 @@ import math
 
 import torch
 
+from ..core._linalg import svd_flip
+
 __all__ = ["unfold", "fold", "mode_dot", "multi_mode_dot", "khatri_rao", "leading_left_vectors"]
 
 
@@ -74,7 +76,7 @@ def leading_left_vectors(M: torch.Tensor, k: int, *, seed=None) -> torch.Tensor:
       forms a full SVD of a huge unfolding (where TensorLy's full SVD runs out of memory);
     - otherwise: the full thin SVD.
     """
-    from ..rsvd import rsvd  # lazy: keeps lrkit.tensor importable on its own
+    from ..matrix.rsvd import rsvd  # lazy: keeps lrkit.tensor importable on its own
 
     m, n = M.shape
     if n >= 4 * m:
@@ -84,16 +86,8 @@ def leading_left_vectors(M: torch.Tensor, k: int, *, seed=None) -> torch.Tensor:
         U = rsvd(M, k, seed=seed).U
     else:
         U = torch.linalg.svd(M, full_matrices=False)[0][:, :k]
-    # Sign convention of svd_flip: the largest-magnitude entry of each column is positive.
-    idx = U.abs().argmax(dim=0, keepdim=True)  # (1, k)
-    signs = torch.sign(torch.gather(U, 0, idx))
-    signs = torch.where(signs == 0, torch.ones_like(signs), signs)
-    return (U * signs).contiguous()
-
-
-def frobenius(T: torch.Tensor) -> float:
-    """Frobenius norm of a tensor as a Python float."""
-    return float(torch.linalg.vector_norm(T))
+    U, _ = svd_flip(U, U.new_empty(k, 0))  # sign convention of svd_flip
+    return U.contiguous()
 
 
 def prod(values) -> int:

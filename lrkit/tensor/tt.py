@@ -16,9 +16,9 @@ from collections.abc import Sequence
 
 import torch
 
-from .._checks import as_tensor, check_positive_int, warn_adjusted
-from .._random import make_generator
-from ..factorization import Factorization
+from ..core._checks import as_tensor, check_positive_int, warn_adjusted
+from ..core._random import make_generator
+from ..core.factorization import Factorization
 from ._ops import from_backend, leading_left_vectors, prod, to_backend
 
 __all__ = ["TTTensor", "tt_svd"]

@@ -22,9 +22,9 @@ from collections.abc import Sequence
 
 import torch
 
-from .._checks import as_tensor, check_choice, check_positive_int
-from .._random import make_generator
-from ..factorization import Factorization
+from ..core._checks import as_tensor, check_choice, check_positive_int
+from ..core._random import make_generator
+from ..core.factorization import Factorization
 from ._ops import (
     check_tol,
     from_backend,

@@ -23,11 +23,11 @@ import numbers
 
 import torch
 
-from ._checks import check_choice, check_positive_int, warn_adjusted
-from ._operator import Operator, as_operator
-from ._random import make_generator
-from .factorization import LowRank
-from .svd import svd_flip
+from ..core._checks import check_choice, check_positive_int, warn_adjusted
+from ..core._linalg import orth_rows, svd_flip
+from ..core._operator import Operator, as_operator
+from ..core._random import make_generator
+from ..core.factorization import LowRank
 
 __all__ = ["range_finder", "rsvd", "lowrank_from_basis"]
 
@@ -35,12 +35,6 @@ NORMALIZERS = ("qr", "lu", "none")
 
 
 # -- orthonormalizing a block of rows ---------------------------------------------------------
-def _orth_rows(Yt: torch.Tensor) -> torch.Tensor:
-    """Orthonormal rows spanning the rows of Yt (..., l, m), by Householder QR."""
-    Q, _ = torch.linalg.qr(Yt.mT)  # (..., m, l): Yt.mT is column-major, LAPACK's own layout
-    return Q.mT
-
-
 def _lu_rows(Yt: torch.Tensor) -> torch.Tensor:
     """Rows of ``(P L)^T`` from the LU factorization ``Yt^T = P L U``: a well-conditioned basis
     of the same span, cheaper than QR (the normalizer scikit-learn uses between power steps)."""
@@ -68,7 +62,7 @@ def _lu_rows(Yt: torch.Tensor) -> torch.Tensor:
 
 def _normalize(Yt: torch.Tensor, normalizer: str) -> torch.Tensor:
     if normalizer == "qr":
-        return _orth_rows(Yt)
+        return orth_rows(Yt)
     if normalizer == "lu":
         return _lu_rows(Yt)
     return Yt
@@ -113,7 +107,7 @@ def _range_rows(op: Operator, l: int, n_iter: int, normalizer: str, seed) -> tor
         Qt = _normalize(Qt, normalizer)
         Zt = _normalize(op.left(Qt), normalizer)  # (..., l, n) = (A^T Q)^T
         Qt = op.left_t(Zt)  # (..., l, m) = (A Z)^T
-    return _orth_rows(Qt)  # the final basis is always orthonormal
+    return orth_rows(Qt)  # the final basis is always orthonormal
 
 
 def range_finder(

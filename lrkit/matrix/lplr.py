@@ -26,11 +26,11 @@ import numbers
 
 import torch
 
-from ._checks import as_matrix, check_bits, check_choice, check_rank, warn_adjusted
-from ._linalg import lstsq
-from ._random import make_generator
-from .factorization import Factorization
-from .quant import QuantizedMatrix, _check_layout, quant_nbits, quantize
+from ..core._checks import as_matrix, check_bits, check_choice, check_rank, warn_adjusted
+from ..core._linalg import lstsq
+from ..core._random import make_generator
+from ..core.factorization import Factorization
+from ..core.quant import QuantizedMatrix, _check_layout, quant_nbits, quantize
 
 __all__ = ["QuantizedLowRank", "lplr", "dsvd_quant", "lplr_max_rank", "rank_for_bits"]
 

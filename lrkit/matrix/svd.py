@@ -15,23 +15,11 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import as_matrix, check_rank
-from .factorization import LowRank
+from ..core._checks import as_matrix, check_rank
+from ..core._linalg import svd_flip
+from ..core.factorization import LowRank
 
 __all__ = ["truncated_svd", "svd_flip"]
-
-
-def svd_flip(U: torch.Tensor, Vh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fix the sign of each singular pair so that the largest-magnitude entry of each column
-    of ``U`` is positive (the same convention as scikit-learn's ``svd_flip``).
-
-    The SVD is unique only up to a sign per pair; a fixed convention makes results comparable
-    across libraries, devices and runs. ``U`` is (..., m, k), ``Vh`` is (..., k, n).
-    """
-    idx = U.abs().argmax(dim=-2, keepdim=True)  # (..., 1, k): row of the largest entry
-    signs = torch.sgn(torch.gather(U, -2, idx))  # (..., 1, k); a unit phase if complex
-    signs = torch.where(signs == 0, torch.ones_like(signs), signs)
-    return U * signs.conj(), Vh * signs.transpose(-2, -1)
 
 
 def truncated_svd(A, rank: int) -> LowRank:

@@ -17,11 +17,11 @@ import numbers
 
 import torch
 
-from ._checks import check_fraction, check_positive_int, warn_adjusted
-from ._operator import as_operator
-from ._random import make_generator
-from .factorization import Factorization
-from .rsvd import _orth_rows
+from ..core._checks import check_fraction, check_positive_int, warn_adjusted
+from ..core._linalg import orth_rows
+from ..core._operator import as_operator
+from ..core._random import make_generator
+from ..core.factorization import Factorization
 
 __all__ = ["adaptive_range_finder", "estimate_error"]
 
@@ -98,11 +98,11 @@ def adaptive_range_finder(
         Om_t = torch.randn((b, n), generator=gen, dtype=op.dtype, device=op.device)
         Yt = op.left_t(Om_t) - (Om_t @ B.mT) @ Qt  # (b, m) = ((A - Q B) Omega)^T
         for _ in range(n_iter):  # power steps on the residual
-            Zt = _orth_rows(Yt)
-            Zt = _orth_rows(op.left(Zt) - (Zt @ Qt.mT) @ B)  # (b, n) = ((A - QB)^T Y)^T
+            Zt = orth_rows(Yt)
+            Zt = orth_rows(op.left(Zt) - (Zt @ Qt.mT) @ B)  # (b, n) = ((A - QB)^T Y)^T
             Yt = op.left_t(Zt) - (Zt @ B.mT) @ Qt
-        Qi = _orth_rows(Yt)
-        Qi = _orth_rows(Qi - (Qi @ Qt.mT) @ Qt)  # re-orthogonalize against the basis so far
+        Qi = orth_rows(Yt)
+        Qi = orth_rows(Qi - (Qi @ Qt.mT) @ Qt)  # re-orthogonalize against the basis so far
         Bi = op.left(Qi)  # (b, n)
         Qt, B = torch.cat([Qt, Qi]), torch.cat([B, Bi])
         err2 -= float(torch.sum(Bi.double() ** 2))
@@ -161,7 +161,7 @@ def estimate_error(A, approx, *, n_iter: int = 20, block: int = 4, seed=None) ->
     def top_singular_value(left, left_t) -> float:
         Xt = torch.randn((b, n), generator=gen, dtype=op.dtype, device=op.device)
         for _ in range(n_iter):
-            Xt = _orth_rows(left(_orth_rows(left_t(Xt))))  # (b, n) <- rows of E^T E X
+            Xt = orth_rows(left(orth_rows(left_t(Xt))))  # (b, n) <- rows of E^T E X
         return float(torch.linalg.matrix_norm(left_t(Xt), ord=2))  # ||E X||_2, X orthonormal
 
     err = top_singular_value(

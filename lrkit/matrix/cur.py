@@ -39,10 +39,10 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ._checks import as_matrix, check_choice, check_positive_int, check_rank
-from ._operator import as_operator
-from ._random import make_generator
-from .factorization import Factorization, LowRank, dtype_bits
+from ..core._checks import as_matrix, check_choice, check_positive_int, check_rank
+from ..core._operator import as_operator
+from ..core._random import make_generator
+from ..core.factorization import Factorization, LowRank, dtype_bits
 from .interp import pivoted_qr
 from .rsvd import rsvd
 from .svd import truncated_svd
@@ -276,7 +276,7 @@ def cur(
     Examples
     --------
     >>> import torch
-    >>> from lrkit.cur import cur
+    >>> from lrkit import cur
     >>> A = torch.randn(50, 6, dtype=torch.float64) @ torch.randn(6, 40, dtype=torch.float64)
     >>> fact = cur(A, 6, method="deim")
     >>> bool(torch.allclose(fact.to_dense(), A)), tuple(fact.C.shape), tuple(fact.R.shape)

@@ -25,9 +25,9 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from ._checks import as_matrix, check_choice, check_rank
-from ._random import make_generator
-from .factorization import Factorization
+from ..core._checks import as_matrix, check_choice, check_rank
+from ..core._random import make_generator
+from ..core.factorization import Factorization
 
 __all__ = ["interp_decomp", "Interpolative"]
 
@@ -170,7 +170,7 @@ def interp_decomp(
     Examples
     --------
     >>> import torch
-    >>> from lrkit.interp import interp_decomp
+    >>> from lrkit import interp_decomp
     >>> A = torch.randn(60, 8, dtype=torch.float64) @ torch.randn(8, 40, dtype=torch.float64)
     >>> ID = interp_decomp(A, 8)
     >>> bool(torch.allclose(ID.to_dense(), A)), tuple(ID.skeleton.shape)

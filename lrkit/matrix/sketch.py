@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import as_matrix, check_positive_int, warn_adjusted
-from ._linalg import lstsq
-from ._random import make_generator
-from .factorization import LowRank
-from .svd import svd_flip
+from ..core._checks import as_matrix, check_positive_int, warn_adjusted
+from ..core._linalg import lstsq, svd_flip
+from ..core._random import make_generator
+from ..core.factorization import LowRank
 
 __all__ = ["StreamingSketch"]
 

@@ -149,7 +149,7 @@ def warn_adjusted(message: str) -> None:
 
     The warning points at the first caller outside lrkit, so the user sees their own line.
     """
-    package_dir = os.path.dirname(os.path.abspath(__file__))
+    package_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # lrkit/
     frame, level = sys._getframe(1), 2  # level 2 is our caller
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package_dir):
         frame, level = frame.f_back, level + 1
