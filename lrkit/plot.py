@@ -351,7 +351,7 @@ def plot_butterfly_factors(butterfly, *, title: str | None = None, size: float =
     two nonzeros per row of every factor and the dense product are seen at a glance; the
     panel title counts the nonzeros. Keep n small (8 to 32). Returns the figure.
     """
-    mats = [*butterfly.factors(), butterfly.to_dense()]
+    mats = [*butterfly.factors, butterfly.to_dense()]
     names = (["P (bit reversal)"] if butterfly.bit_reversal else []) + [
         f"F_{t}" for t in range(butterfly.twiddle.shape[0])
     ]

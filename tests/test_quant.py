@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from lrkit.core.quant import QuantizedMatrix, _from_groups, quant_nbits, quantize
+from lrkit.core.quant import QuantizedMatrix, _as_groups, _from_groups, quant_nbits, quantize
 
 LAYOUTS = [
     ("tensor", 1, None),
@@ -32,7 +32,8 @@ def test_round_to_nearest_within_half_a_step(scales, axis, group_size, symmetric
     Q = quantize(X, bits, scales=scales, axis=axis, group_size=group_size, symmetric=symmetric)
     assert Q.shape == X.shape and Q.device.type == device.type
     # the step of each entry's own range, laid out like X
-    step = torch.ones_like(Q.codes, dtype=X.dtype) * Q.step
+    ones = torch.ones_like(_as_groups(Q.codes, scales, axis, group_size), dtype=X.dtype)
+    step = ones * Q.step  # (granules, g)
     step = _from_groups(step, tuple(X.shape), scales, axis, group_size)
     err = (Q.to_dense() - X).abs()
     # half a step, plus the rounding of the range itself to its float32 storage
@@ -137,8 +138,10 @@ def test_protocol_matmul_to_and_repr():
     assert Q.to(torch.float32).codes.dtype == torch.uint8  # codes are not cast
     assert "bits=4, scales='group of 4', axis=1" in repr(Q)
     assert isinstance(Q, QuantizedMatrix)
-    with pytest.raises(TypeError, match="storage is .nbits"):
-        Q.nbits_at(16)
+    # nbits_at re-prices the range numbers and keeps the 4-bit codes at their width
+    assert Q.num_params == Q.n_ranges  # symmetric: one stored number per range
+    assert Q.nbits_at(16) == 7 * 10 * 4 + Q.n_ranges * 16
+    assert Q.compression_ratio(width=16) == pytest.approx(7 * 10 * 64 / Q.nbits_at(16))
 
 
 def test_numpy_input_and_no_mutation():

@@ -111,62 +111,50 @@ def _from_groups(G: torch.Tensor, shape, scales: str, axis: int, group_size: int
 class QuantizedMatrix(Factorization):
     """A b-bit uniformly quantized matrix: integer codes plus one range per granule.
 
-    ``to_dense()`` rebuilds ``lo + step * code``. ``nbits`` counts b bits per code and every
-    stored range number at its stored width (see :func:`quant_nbits`).
+    Stored: ``codes`` (m, n), counted at ``bits`` bits each (as if packed; kept
+    unpacked in a ``uint8``/``int32`` tensor), and ``ranges`` (granules, 1) holding R (symmetric)
+    or (granules, 2) holding lo and step, counted at ``scale_bits`` each: they are kept in the
+    compute dtype but hold values exactly representable at the stored width. ``to_dense()``
+    rebuilds ``lo + step * code``; ``nbits`` equals :func:`quant_nbits`.
     """
 
-    _fields = ("codes", "lo", "step")
+    _fields = ("codes", "ranges")
 
     def __init__(
-        self, codes, lo, step, *, scale_bits, shape, bits, scales, axis, group_size, symmetric
+        self, codes, ranges, *, scale_bits, shape, bits, scales, axis, group_size, symmetric
     ):
-        # codes (granules, g) integers; lo, step (granules, 1) in the compute dtype, holding
-        # values exactly representable at scale_bits (symmetric: step = -2 lo / (2**b - 1)).
-        self.codes, self.lo, self.step = codes, lo, step
+        self.codes, self.ranges = codes, ranges
         self.scale_bits = scale_bits
         self._shape = torch.Size(shape)
         self.bits, self.scales, self.axis = bits, scales, axis
         self.group_size, self.symmetric = group_size, symmetric
+
+    def _element_bits(self, name: str, t: torch.Tensor) -> int:
+        return {"codes": self.bits, "ranges": self.scale_bits}[name]
 
     @property
     def shape(self) -> torch.Size:
         return self._shape
 
     @property
-    def dtype(self) -> torch.dtype:
-        return self.step.dtype
+    def lo(self) -> torch.Tensor:
+        """The lowest level of each granule, (granules, 1)."""
+        return -self.ranges if self.symmetric else self.ranges[:, :1]
 
     @property
-    def device(self) -> torch.device:
-        return self.codes.device
+    def step(self) -> torch.Tensor:
+        """The distance between levels of each granule, (granules, 1)."""
+        return 2 * self.ranges / (2**self.bits - 1) if self.symmetric else self.ranges[:, 1:]
 
     @property
     def n_ranges(self) -> int:
-        return self.lo.shape[0]
-
-    @property
-    def num_params(self) -> int:
-        """Stored numbers: one code per entry plus the range numbers."""
-        return self.numel + self.n_ranges * (1 if self.symmetric else 2)
-
-    @property
-    def nbits(self) -> int:
-        return quant_nbits(
-            tuple(self.shape),
-            self.bits,
-            scales=self.scales,
-            axis=self.axis,
-            group_size=self.group_size,
-            symmetric=self.symmetric,
-            scale_bits=self.scale_bits,
-        )
-
-    def nbits_at(self, width: int) -> int:
-        raise TypeError("a quantized matrix stores b-bit codes; its storage is .nbits")
+        return self.ranges.shape[0]
 
     def to_dense(self) -> torch.Tensor:
-        G = self.lo + self.step * self.codes.to(self.dtype)  # (granules, g)
-        return _from_groups(G, tuple(self.shape), self.scales, self.axis, self.group_size)
+        layout = (self.scales, self.axis, self.group_size)
+        codes = _as_groups(self.codes, *layout)  # (granules, g)
+        G = self.lo + self.step * codes.to(self.dtype)  # (granules, g)
+        return _from_groups(G, tuple(self.shape), *layout)
 
     def _matmul(self, X):
         return self.to_dense() @ X
@@ -232,10 +220,11 @@ def quantize(
 
     if symmetric:  # one stored number per range: R; lo and step follow from it
         R = stored(G.abs().amax(dim=1, keepdim=True))  # (granules, 1)
-        lo, step = -R, 2 * R / levels
+        lo, step, ranges = -R, 2 * R / levels, R
     else:  # two stored numbers per range: lo and step
         lo = stored(G.amin(dim=1, keepdim=True))
         step = stored((G.amax(dim=1, keepdim=True) - lo) / levels).clamp_(min=0)
+        ranges = torch.cat((lo, step), dim=1)  # (granules, 2)
     safe = torch.where(step > 0, step, torch.ones_like(step))  # a constant granule: code 0
     t = (G - lo) / safe  # position in steps, in [0, levels]
     if rounding == "nearest":
@@ -244,10 +233,10 @@ def quantize(
         gen = make_generator(seed, X.device)
         codes = torch.floor(t + torch.rand(t.shape, generator=gen, dtype=t.dtype, device=t.device))
     codes = codes.clamp_(0, levels).to(torch.uint8 if bits <= 8 else torch.int32)
+    codes = _from_groups(codes, tuple(X.shape), scales, axis, group_size).contiguous()  # (m, n)
     return QuantizedMatrix(
         codes,
-        lo,
-        step,
+        ranges,
         scale_bits=dtype_bits(scale_dtype),
         shape=tuple(X.shape),
         bits=bits,

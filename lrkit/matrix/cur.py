@@ -42,7 +42,7 @@ import torch
 from ..core._checks import as_matrix, check_choice, check_positive_int, check_rank
 from ..core._operator import as_operator
 from ..core._random import make_generator
-from ..core.factorization import Factorization, LowRank, dtype_bits
+from ..core.factorization import Factorization, LowRank
 from .interp import pivoted_qr
 from .rsvd import rsvd
 from .svd import truncated_svd
@@ -111,17 +111,6 @@ def _singular_vectors(A, Asp, k: int, svd, gen):
 
 
 # -- CUR result --------------------------------------------------------------------------------
-def _values(t: torch.Tensor) -> torch.Tensor:
-    return t.values() if t.layout != torch.strided else t
-
-
-def _index_bits(t: torch.Tensor) -> int:
-    """Bits of the index arrays of a sparse CSR tensor (0 for a dense one)."""
-    if t.layout != torch.sparse_csr:
-        return 0
-    return sum(i.numel() * dtype_bits(i.dtype) for i in (t.crow_indices(), t.col_indices()))
-
-
 def _torch_csr(M) -> torch.Tensor:
     """A scipy sparse matrix as a torch CSR tensor with 32-bit indices (64 if needed)."""
     M = sp.csr_array(M)
@@ -144,6 +133,9 @@ class CUR(Factorization):
     ``"qr"`` and top-k selection, most important first. C and R are torch sparse CSR
     tensors when A was a scipy sparse matrix, dense otherwise. Unpacks as ``C, U, R = cur``.
 
+    ``rank`` is the target rank the columns and rows were chosen for (the number of singular
+    vectors behind the scores), at most ``min(len(cols), len(rows))``.
+
     Storage (``nbits``) counts every stored number at its dtype: the entries of C, U and R
     (for sparse C and R, their nonzeros plus the CSR index arrays, 32 bits each) and the
     indices ``cols`` and ``rows`` (64 bits each). ``num_params`` counts the real numbers
@@ -153,7 +145,7 @@ class CUR(Factorization):
 
     _fields = ("C", "U", "R", "cols", "rows")
 
-    def __init__(self, C, U, R, cols, rows, *, method: str = "", u: str = ""):
+    def __init__(self, C, U, R, cols, rows, *, rank=None, method: str = "", u: str = ""):
         c, r = U.shape
         if C.shape[1] != c or R.shape[0] != r or cols.shape != (c,) or rows.shape != (r,):
             raise ValueError(
@@ -163,6 +155,7 @@ class CUR(Factorization):
             )
         self.C, self.U, self.R, self.cols, self.rows = C, U, R, cols, rows
         self.method, self.u = method, u
+        self.rank = min(c, r) if rank is None else int(rank)
 
     @property
     def shape(self) -> torch.Size:
@@ -183,26 +176,6 @@ class CUR(Factorization):
 
     def _rmatmul(self, X: torch.Tensor) -> torch.Tensor:
         return ((X @ self.C) @ self.U) @ self.R
-
-    @property
-    def num_params(self) -> int:
-        """Stored real numbers: entries of C, U and R (nonzeros when sparse)."""
-        return sum(_values(t).numel() for t in (self.C, self.U, self.R))
-
-    def _index_nbits(self) -> int:
-        idx = (self.cols, self.rows)
-        return _index_bits(self.C) + _index_bits(self.R) + sum(t.numel() * 64 for t in idx)
-
-    @property
-    def nbits(self) -> int:
-        values = sum(_values(t).numel() * dtype_bits(t.dtype) for t in (self.C, self.U, self.R))
-        return values + self._index_nbits()
-
-    def nbits_at(self, width: int) -> int:
-        """Storage if C, U and R were kept at ``width`` bits; indices as stored."""
-        if not isinstance(width, int) or width < 1:
-            raise ValueError(f"width (={width!r}) must be a positive integer number of bits")
-        return self.num_params * width + self._index_nbits()
 
     def _describe(self) -> str:
         kind = ", sparse C and R" if self.is_sparse else ""
@@ -351,4 +324,6 @@ def cur(
         U = torch.linalg.pinv(Cd) @ ARp  # (c, r)
     else:  # W^+ from the c x r crossing entries only
         U = torch.linalg.pinv(Rd[:, cols])  # W = A[rows][:, cols] (r, c); U (c, r)
-    return CUR(C, U.contiguous(), R, cols.to(device), rows.to(device), method=method, u=u)
+    return CUR(
+        C, U.contiguous(), R, cols.to(device), rows.to(device), rank=rank, method=method, u=u
+    )

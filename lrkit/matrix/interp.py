@@ -57,28 +57,31 @@ class Interpolative(Factorization):
 
     ``axis=1`` (column ID): ``skeleton`` holds the columns ``A[:, idx]`` (m x k) and
     ``P = [I_k  T] Pi^T`` is k x n. ``axis=0`` (row ID): ``skeleton`` holds the rows
-    ``A[idx, :]`` (k x n) and ``P`` is the transpose of that pattern, m x k. ``T`` is stored
-    as k x (N - k) in both cases (N = n or m), ``perm`` is the full pivot order (length N)
-    and ``idx = perm[:k]`` the chosen columns or rows, most important first.
+    ``A[idx, :]`` (k x n) and ``P`` is the transpose of that pattern, m x k. The block ``T``
+    is stored as ``proj``, k x (N - k) in both cases (N = n or m; the name ``.T`` is kept for
+    a transpose, as everywhere in lrkit), ``perm`` is the full pivot order (length N) and
+    ``idx = perm[:k]`` the chosen columns or rows, most important first.
 
-    Storage counts the skeleton and ``T`` at their dtype plus ``perm`` at 64 bits per entry;
+    Storage counts the skeleton and ``proj`` at their dtype plus ``perm`` at 64 bits per entry;
     the identity block of ``P`` is implied by ``perm`` and not stored.
     """
 
-    _fields = ("skeleton", "T", "perm")
+    _fields = ("skeleton", "proj", "perm")
 
-    def __init__(self, skeleton: torch.Tensor, T: torch.Tensor, perm: torch.Tensor, axis: int = 1):
+    def __init__(
+        self, skeleton: torch.Tensor, proj: torch.Tensor, perm: torch.Tensor, axis: int = 1
+    ):
         k = skeleton.shape[1] if axis == 1 else skeleton.shape[0]
-        if T.shape[0] != k or T.shape[1] + k != perm.shape[0]:
+        if proj.shape[0] != k or proj.shape[1] + k != perm.shape[0]:
             raise ValueError(
-                f"shapes do not agree: skeleton {tuple(skeleton.shape)}, T {tuple(T.shape)}, "
-                f"perm {tuple(perm.shape)}; need T (k, N - k) and perm (N,) for axis={axis}"
+                f"shapes do not agree: skeleton {tuple(skeleton.shape)}, proj {tuple(proj.shape)}, "
+                f"perm {tuple(perm.shape)}; need proj (k, N - k) and perm (N,) for axis={axis}"
             )
-        self.skeleton, self.T, self.perm, self.axis = skeleton, T, perm, axis
+        self.skeleton, self.proj, self.perm, self.axis = skeleton, proj, perm, axis
 
     @property
     def rank(self) -> int:
-        return self.T.shape[0]
+        return self.proj.shape[0]
 
     @property
     def idx(self) -> torch.Tensor:
@@ -101,13 +104,13 @@ class Interpolative(Factorization):
     # The column-ID pattern P = [I T] Pi^T (k x N), applied without building it.
     def _P_times(self, X: torch.Tensor) -> torch.Tensor:  # (N, p) -> (k, p)
         k = self.rank
-        return X[self.perm[:k]] + self.T @ X[self.perm[k:]]
+        return X[self.perm[:k]] + self.proj @ X[self.perm[k:]]
 
     def _times_P(self, Y: torch.Tensor) -> torch.Tensor:  # (p, k) -> (p, N)
         k = self.rank
         out = Y.new_empty((Y.shape[0], self.perm.shape[0]))
         out[:, self.perm[:k]] = Y
-        out[:, self.perm[k:]] = Y @ self.T
+        out[:, self.perm[k:]] = Y @ self.proj
         return out
 
     def to_dense(self) -> torch.Tensor:
@@ -115,26 +118,15 @@ class Interpolative(Factorization):
             return self._times_P(self.skeleton)  # C [I T] Pi^T
         return self._times_P(self.skeleton.mT).mT  # (R^T [I T] Pi^T)^T
 
-    def _matmul(self, X: torch.Tensor) -> torch.Tensor:
-        x = X.unsqueeze(-1) if X.ndim == 1 else X  # (n, p)
+    def _matmul(self, X: torch.Tensor) -> torch.Tensor:  # X (n, p)
         if self.axis == 1:
-            out = self.skeleton @ self._P_times(x)  # C (P x)
-        else:
-            out = self._times_P((self.skeleton @ x).mT).mT  # P (R x)
-        return out.squeeze(-1) if X.ndim == 1 else out
+            return self.skeleton @ self._P_times(X)  # C (P X)
+        return self._times_P((self.skeleton @ X).mT).mT  # P (R X)
 
-    def _rmatmul(self, X: torch.Tensor) -> torch.Tensor:
-        x = X.unsqueeze(0) if X.ndim == 1 else X  # (p, m)
+    def _rmatmul(self, X: torch.Tensor) -> torch.Tensor:  # X (p, m)
         if self.axis == 1:
-            out = self._times_P(x @ self.skeleton)  # (x C) P
-        else:
-            out = self._P_times(x.mT).mT @ self.skeleton  # (x P) R
-        return out.squeeze(0) if X.ndim == 1 else out
-
-    @property
-    def num_params(self) -> int:
-        """Stored real numbers: the skeleton and T (indices are counted in ``nbits`` only)."""
-        return self.skeleton.numel() + self.T.numel()
+            return self._times_P(X @ self.skeleton)  # (X C) P
+        return self._P_times(X.mT).mT @ self.skeleton  # (X P) R
 
     def _describe(self) -> str:
         return f"rank={self.rank}, axis={self.axis}"

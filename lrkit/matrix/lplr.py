@@ -54,28 +54,6 @@ class QuantizedLowRank(Factorization):
     def shape(self) -> torch.Size:
         return torch.Size((self.L.shape[0], self.R.shape[1]))
 
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.L.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.L.device
-
-    @property
-    def num_params(self) -> int:
-        return self.L.num_params + self.R.num_params
-
-    @property
-    def nbits(self) -> int:
-        return self.L.nbits + self.R.nbits
-
-    def nbits_at(self, width: int) -> int:
-        raise TypeError("quantized factors store b-bit codes; their storage is .nbits")
-
-    def to(self, device=None, dtype=None):
-        return self._replace(L=self.L.to(device, dtype), R=self.R.to(device, dtype))
-
     def to_dense(self) -> torch.Tensor:
         return self.L.to_dense() @ self.R.to_dense()
 
@@ -84,6 +62,10 @@ class QuantizedLowRank(Factorization):
 
     def _rmatmul(self, X):
         return (X @ self.L.to_dense()) @ self.R.to_dense()
+
+    def _rmatmul_t(self, x):
+        # x (L R)^T = (x R^T) L^T: (B, n) -> (B, k) -> (B, m)
+        return (x @ self.R.to_dense().mT) @ self.L.to_dense().mT
 
     def _describe(self) -> str:
         return f"rank={self.rank}, bits=({self.L.bits}, {self.R.bits}), scales={self.L.scales!r}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..core._checks import as_tensor, check_positive_int
+from ..core._checks import as_tensor
 from ..core.factorization import Factorization
 
 
@@ -43,40 +43,15 @@ def as_matrix_c(x, name: str = "A") -> torch.Tensor:
 
 
 class ComplexAware(Factorization):
-    """Protocol members that count and cast complex factors honestly.
+    """``fact @ X`` for factors that may be complex.
 
-    A complex number is two stored numbers (``num_params``) and counts at its full width in
-    ``nbits`` (64 bits for complex64). ``fact @ X`` keeps a complex X complex, and a real
-    factorization applied to a complex X gives a complex result.
+    The base class already counts a complex number as two stored numbers (``num_params``)
+    and at its full width in ``nbits`` (64 bits for complex64), and keeps complex factors
+    complex in ``to``. Here ``fact @ X`` keeps a complex X complex, and a real factorization
+    applied to a complex X gives a complex result.
     """
 
-    @property
-    def num_params(self) -> int:
-        return sum(t.numel() * (2 if t.is_complex() else 1) for t in self._tensors())
-
-    def nbits_at(self, width: int) -> int:
-        return self.num_params * check_positive_int(width, "width")
-
-    def to(self, device=None, dtype: torch.dtype | None = None):
-        """Move or cast. Complex factors cast to a real dtype keep being complex at that
-        precision (float64 -> complex128): dropping the imaginary part would change the matrix."""
-        if isinstance(device, torch.dtype):
-            device, dtype = None, device
-        if dtype is None or not self.dtype.is_complex:
-            return super().to(device, dtype)
-        if not dtype.is_complex:
-            dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
-        return self._replace(**{f: getattr(self, f).to(device, dtype) for f in self._fields})
-
-    def __matmul__(self, other):
-        fact, X = self._promote(other)
-        return fact._matmul(X)
-
-    def __rmatmul__(self, other):
-        fact, X = self._promote(other)
-        return fact._rmatmul(X)
-
-    def _promote(self, X):
+    def _operands(self, X):
         """(self, X), or both cast to complex when only one of them is."""
         if isinstance(X, Factorization):
             X = X.to_dense()

@@ -40,6 +40,7 @@ import torch
 
 from ..core._checks import check_positive_int
 from ..core._random import make_generator
+from ..core.factorization import as_history
 from ._complex import ComplexAware, as_matrix_c, as_tensor_c
 
 __all__ = [
@@ -132,6 +133,15 @@ def butterfly_matmul(
     return X.squeeze(-1) if vector else X
 
 
+_TWIDDLE_DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
+
+
+def _check_dtype(dtype, allowed, why: str) -> None:
+    if dtype not in allowed:
+        names = ", ".join(str(d).replace("torch.", "") for d in allowed)
+        raise ValueError(f"dtype (={dtype}) must be one of {names}: {why}")
+
+
 # -- the result object ------------------------------------------------------------------------
 class Butterfly(ComplexAware):
     """``F_{L-1} ... F_0 (P)``, n = 2^L: see the module docstring.
@@ -156,13 +166,16 @@ class Butterfly(ComplexAware):
                 f"twiddle holds {L} levels, so n = 2^{L} = {2**L} and it needs n/2 = "
                 f"{2 ** (L - 1)} pairs per level; got {half}"
             )
-        self.twiddle, self.bit_reversal, self.history = tw, bool(bit_reversal), history
+        self.twiddle, self.bit_reversal = tw, bool(bit_reversal)
+        self.history = as_history(() if history is None else history)
 
     @classmethod
     def fft(cls, n: int, *, dtype=torch.complex64, device=None) -> Butterfly:
         """The unnormalized DFT, ``F[j, k] = exp(-2 pi i j k / n)``, exactly: ``@ x`` equals
-        ``torch.fft.fft(x, dim=0)``. Cooley-Tukey radix-2, decimation in time."""
+        ``torch.fft.fft(x, dim=0)``. Cooley-Tukey radix-2, decimation in time. ``dtype`` is
+        complex64 or complex128: the DFT has complex entries."""
         n = _check_power_of_two(n)
+        _check_dtype(dtype, (torch.complex64, torch.complex128), "the DFT has complex entries")
         L = n.bit_length() - 1
         levels = []
         for t in range(L):
@@ -175,8 +188,10 @@ class Butterfly(ComplexAware):
 
     @classmethod
     def hadamard(cls, n: int, *, dtype=torch.float32, device=None) -> Butterfly:
-        """Sylvester's Hadamard matrix (entries +-1, equal to ``scipy.linalg.hadamard(n)``)."""
+        """Sylvester's Hadamard matrix (entries +-1, equal to ``scipy.linalg.hadamard(n)``),
+        in ``dtype``: float32, float64, complex64 or complex128."""
         n = _check_power_of_two(n)
+        _check_dtype(dtype, _TWIDDLE_DTYPES, "the factors are floating-point")
         h2 = torch.tensor([[1.0, 1.0], [1.0, -1.0]], dtype=dtype, device=device)
         return cls(h2.expand(n.bit_length() - 1, n // 2, 2, 2).clone())
 
@@ -188,6 +203,7 @@ class Butterfly(ComplexAware):
     def to_dense(self) -> torch.Tensor:
         return butterfly_dense(self.twiddle, self.bit_reversal)
 
+    @property
     def factors(self) -> list[torch.Tensor]:
         """The dense sparse factors in the order they act, ``[P (if bit_reversal), F_0, ...,
         F_{L-1}]``: to look at (each n x n), not to compute with."""

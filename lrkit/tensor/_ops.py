@@ -18,7 +18,15 @@ import torch
 
 from ..core._linalg import svd_flip
 
-__all__ = ["unfold", "fold", "mode_dot", "multi_mode_dot", "khatri_rao", "leading_left_vectors"]
+__all__ = [
+    "unfold",
+    "fold",
+    "mode_dot",
+    "multi_mode_dot",
+    "khatri_rao",
+    "leading_left_vectors",
+    "common_dtype",
+]
 
 
 def unfold(T: torch.Tensor, mode: int) -> torch.Tensor:
@@ -117,19 +125,9 @@ def from_backend(x, tl):
     return tl.to_numpy(x)
 
 
-def store_factors(obj, head_name: str, head: torch.Tensor, factors) -> None:
-    """Set ``obj.<head_name>`` and ``obj.factor_0, obj.factor_1, ...`` in one common dtype
-    (on the factors' device) and list them in ``obj._fields``, so the base class's ``to()``,
-    ``num_params`` and ``nbits`` see every factor of a CP or Tucker result."""
+def common_dtype(head: torch.Tensor, factors) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """``head`` (weights or core) and the factors in one common dtype, on the factors' device."""
     dtype = head.dtype
     for A in factors:
         dtype = torch.promote_types(dtype, A.dtype)
-    obj._fields = (head_name, *(f"factor_{i}" for i in range(len(factors))))
-    setattr(obj, head_name, head.to(device=factors[0].device, dtype=dtype))
-    for i, A in enumerate(factors):
-        setattr(obj, f"factor_{i}", A.to(dtype))
-
-
-def stored_factors(obj) -> list[torch.Tensor]:
-    """The factor list of an object filled by :func:`store_factors`."""
-    return [getattr(obj, f) for f in obj._fields[1:]]
+    return head.to(device=factors[0].device, dtype=dtype), [A.to(dtype) for A in factors]

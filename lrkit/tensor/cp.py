@@ -24,15 +24,14 @@ import torch
 
 from ..core._checks import as_tensor, check_choice, check_positive_int
 from ..core._random import make_generator
-from ..core.factorization import Factorization
+from ..core.factorization import Factorization, as_history
 from ._ops import (
     check_tol,
+    common_dtype,
     from_backend,
     khatri_rao,
     leading_left_vectors,
     prod,
-    store_factors,
-    stored_factors,
     to_backend,
     unfold,
 )
@@ -44,12 +43,15 @@ class CPTensor(Factorization):
     """``[[weights; factors]]``: weights (R,) and factors ``A_n`` of shape (I_n, R).
 
     Unpacks like TensorLy's CPTensor: ``weights, factors = cp``. Storage counts the weights
-    and every factor. ``errors`` holds the relative error after each ALS sweep (empty when
-    the object was built by hand); ``converged`` says whether ``tol`` stopped the loop.
+    and every factor. ``history`` (a float64 tensor on the CPU) holds the relative error after
+    each ALS sweep (empty when the object was built by hand); ``converged`` says whether
+    ``tol`` stopped the loop.
     Convert with :meth:`to_tensorly` and :meth:`from_tensorly`.
     """
 
-    def __init__(self, weights, factors, *, errors=(), converged: bool = False):
+    _fields = ("weights", "factors")
+
+    def __init__(self, weights, factors, *, history=(), converged: bool = False):
         if isinstance(factors, torch.Tensor) or len(factors) < 1:
             raise ValueError("factors must be a non-empty list of matrices (I_n, R)")
         factors = [as_tensor(A, f"factors[{i}]", min_ndim=2) for i, A in enumerate(factors)]
@@ -67,13 +69,9 @@ class CPTensor(Factorization):
         weights = as_tensor(weights, "weights")
         if weights.shape != (R,):
             raise ValueError(f"weights has shape {tuple(weights.shape)}; need ({R},)")
-        store_factors(self, "weights", weights, factors)
-        self.errors = [float(e) for e in errors]
+        self.weights, self.factors = common_dtype(weights, factors)
+        self.history = as_history(history)
         self.converged = bool(converged)
-
-    @property
-    def factors(self) -> list[torch.Tensor]:
-        return stored_factors(self)
 
     @property
     def rank(self) -> int:
@@ -86,7 +84,7 @@ class CPTensor(Factorization):
     @property
     def n_iter(self) -> int:
         """Number of ALS sweeps run."""
-        return len(self.errors)
+        return len(self.history)
 
     def __iter__(self):
         return iter((self.weights, self.factors))
@@ -194,7 +192,7 @@ def cp_als(
     Returns
     -------
     CPTensor
-        Components sorted by decreasing weight, factor columns of unit norm; ``errors`` is
+        Components sorted by decreasing weight, factor columns of unit norm; ``history`` is
         the relative error after each sweep.
     """
     T = as_tensor(T, "T", min_ndim=3)
@@ -231,5 +229,5 @@ def cp_als(
 
     order = torch.argsort(weights, descending=True)
     return CPTensor(
-        weights[order], [A[:, order] for A in factors], errors=errors, converged=converged
+        weights[order], [A[:, order] for A in factors], history=errors, converged=converged
     )

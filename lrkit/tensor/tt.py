@@ -30,6 +30,8 @@ class TTTensor(Factorization):
     Iterates over its cores like TensorLy's TTTensor: ``G0, G1, G2 = tt``.
     """
 
+    _fields = ("cores",)
+
     def __init__(self, cores):
         if isinstance(cores, torch.Tensor) or len(cores) < 1:
             raise ValueError("cores must be a non-empty list of 3-way tensors (r_prev, I_k, r)")
@@ -46,13 +48,12 @@ class TTTensor(Factorization):
         dtype = cores[0].dtype
         for G in cores:
             dtype = torch.promote_types(dtype, G.dtype)
-        self._fields = tuple(f"core_{k}" for k in range(len(cores)))
-        for k, G in enumerate(cores):
-            setattr(self, f"core_{k}", G.to(device=cores[0].device, dtype=dtype))
+        self.cores = [G.to(device=cores[0].device, dtype=dtype) for G in cores]
 
     @property
-    def cores(self) -> list[torch.Tensor]:
-        return self._tensors()
+    def factors(self) -> list[torch.Tensor]:
+        """The cores (the factors of a tensor train)."""
+        return self.cores
 
     @property
     def rank(self) -> tuple[int, ...]:
@@ -67,7 +68,7 @@ class TTTensor(Factorization):
         return iter(self.cores)
 
     def __len__(self) -> int:
-        return len(self._fields)
+        return len(self.cores)
 
     def __getitem__(self, k):
         return self.cores[k]

@@ -24,16 +24,15 @@ import torch
 
 from ..core._checks import as_tensor, check_choice, check_positive_int
 from ..core._random import make_generator
-from ..core.factorization import Factorization
+from ..core.factorization import Factorization, as_history
 from ._ops import (
     check_tol,
+    common_dtype,
     from_backend,
     leading_left_vectors,
     mode_dot,
     multi_mode_dot,
     prod,
-    store_factors,
-    stored_factors,
     to_backend,
     unfold,
 )
@@ -46,11 +45,14 @@ class TuckerTensor(Factorization):
     (I_n, r_n).
 
     Unpacks like TensorLy's TuckerTensor: ``core, factors = tucker``. Storage counts the
-    core and every factor. ``errors`` holds the relative error of HOSVD (first entry) and of
-    each HOOI sweep after it. Convert with :meth:`to_tensorly` and :meth:`from_tensorly`.
+    core and every factor. ``history`` (a float64 tensor on the CPU) holds the relative error
+    of HOSVD (first entry) and of each HOOI sweep after it. Convert with :meth:`to_tensorly`
+    and :meth:`from_tensorly`.
     """
 
-    def __init__(self, core, factors, *, errors=(), converged: bool = False):
+    _fields = ("core", "factors")
+
+    def __init__(self, core, factors, *, history=(), converged: bool = False):
         core = as_tensor(core, "core")
         if isinstance(factors, torch.Tensor) or len(factors) != core.ndim:
             raise ValueError(
@@ -66,13 +68,9 @@ class TuckerTensor(Factorization):
                 )
             if U.device != core.device:
                 raise ValueError(f"factors[{i}] is on {U.device} but the core on {core.device}")
-        store_factors(self, "core", core, factors)
-        self.errors = [float(e) for e in errors]
+        self.core, self.factors = common_dtype(core, factors)
+        self.history = as_history(history)
         self.converged = bool(converged)
-
-    @property
-    def factors(self) -> list[torch.Tensor]:
-        return stored_factors(self)
 
     @property
     def rank(self) -> tuple[int, ...]:
@@ -85,7 +83,7 @@ class TuckerTensor(Factorization):
     @property
     def n_iter(self) -> int:
         """Number of HOOI sweeps run (0 for :func:`hosvd`)."""
-        return max(len(self.errors) - 1, 0)
+        return max(len(self.history) - 1, 0)
 
     def __iter__(self):
         return iter((self.core, self.factors))
@@ -196,13 +194,13 @@ def hosvd(T, ranks, *, seed=None) -> TuckerTensor:
     Returns
     -------
     TuckerTensor
-        Orthonormal factors, core ``T x_n U_n^T``; ``errors[0]`` is its relative error.
+        Orthonormal factors, core ``T x_n U_n^T``; ``history[0]`` is its relative error.
     """
     T, ranks = _prepare(T, ranks)
     gen = make_generator(seed, T.device)
     core, factors = _hosvd(T, ranks, gen)
     norm_T2 = float(torch.sum(T * T))
-    return TuckerTensor(core, factors, errors=[_rel_error(norm_T2, core)])
+    return TuckerTensor(core, factors, history=[_rel_error(norm_T2, core)])
 
 
 def hooi(
@@ -232,7 +230,7 @@ def hooi(
     -------
     TuckerTensor
         The best iterate seen (so never worse than the start; with ``init="svd"`` never worse
-        than :func:`hosvd`). ``errors`` lists the start's error, then each sweep's.
+        than :func:`hosvd`). ``history`` lists the start's error, then each sweep's.
     """
     T, ranks = _prepare(T, ranks)
     check_choice(init, "init", ("svd", "random"))
@@ -261,4 +259,4 @@ def hooi(
             converged = True
             break
     _, core, factors = best
-    return TuckerTensor(core, factors, errors=errors, converged=converged)
+    return TuckerTensor(core, factors, history=errors, converged=converged)
