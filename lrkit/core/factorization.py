@@ -71,6 +71,12 @@ class Factorization:
     # ``__array__``; with this, numpy defers to ``__rmatmul__`` and the result is a tensor.
     __array_ufunc__ = None
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # Results hold only tensors and plain values, so torch.load's default safe unpickler
+        # (weights_only=True) may rebuild them: ``torch.save(fact, f); torch.load(f)`` works.
+        torch.serialization.add_safe_globals([cls])
+
     # -- what is stored: one flatten and one rebuild ---------------------------------------
     def _element_bits(self, name: str, t: torch.Tensor) -> int:
         """Stored bits per element of field ``name``: its dtype's width unless overridden."""
