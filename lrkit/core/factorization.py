@@ -98,17 +98,22 @@ class Factorization:
 
     def _map(self, fn: Callable[[torch.Tensor], torch.Tensor]):
         """A copy with ``fn`` applied to every stored tensor (nested results included)."""
+        return self._named_map(lambda _, t: fn(t))
+
+    def _named_map(self, fn: Callable[[str, torch.Tensor], torch.Tensor], prefix: str = ""):
+        """Like :meth:`_map`, with ``fn(name, tensor)`` told each tensor's path: ``"U"``,
+        ``"factors.0"``, ``"L.codes"``. The order is that of ``_fields``, always the same."""
         new = {}
         for name in self._fields:
-            value = getattr(self, name)
+            value, path = getattr(self, name), prefix + name
             if value is None:
                 new[name] = None
             elif isinstance(value, Factorization):
-                new[name] = value._map(fn)
+                new[name] = value._named_map(fn, f"{path}.")
             elif isinstance(value, list | tuple):
-                new[name] = [fn(t) for t in value]
+                new[name] = [fn(f"{path}.{i}", t) for i, t in enumerate(value)]
             else:
-                new[name] = fn(value)
+                new[name] = fn(path, value)
         return self._replace(**new)
 
     def _replace(self, **fields):
