@@ -55,7 +55,7 @@ def test_forward_and_gradients_equal_the_dense_layer_of_the_factorization(method
         torch.linalg.vector_norm(x.detach().double()) * torch.linalg.matrix_norm(W, ord=2)
         + torch.linalg.vector_norm(layer.bias.detach().double()) * math.sqrt(15)
     )
-    assert float(torch.linalg.vector_norm(y.double() - ref)) <= 8 * math.sqrt(32) * eps * scale
+    assert float(torch.linalg.vector_norm(y.detach().double() - ref)) <= 8 * math.sqrt(32) * eps * scale
     # gradients to x and to every parameter, against the dense path through to_dense()
     G = torch.randn_like(y)
     gx, *gp = torch.autograd.grad((y * G).sum(), [x, *layer.parameters()])
