@@ -87,8 +87,8 @@ def test_3d_refused_where_2d_needed():
         (0, ValueError, r"rank \(=0\) must be >= 1"),
         (-2, ValueError, r"rank \(=-2\) must be >= 1"),
         (7, ValueError, r"rank \(=7\) must be <= min\(m, n\) = 5"),
-        (2.5, TypeError, r"rank must be an integer; got 2.5"),
-        (True, TypeError, r"rank must be an integer"),
+        (2.5, TypeError, r"rank must be an int; got 2.5 \(float\)"),
+        (True, TypeError, r"rank must be an int; got True \(bool\)"),
     ],
 )
 def test_rank_checked(rank, err, msg):

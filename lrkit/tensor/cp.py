@@ -22,11 +22,11 @@ import math
 
 import torch
 
-from ..core._checks import as_tensor, check_choice, check_positive_int
+from ..core._checks import as_tensor
+from ..core._params import checked
 from ..core._random import make_generator
 from ..core.factorization import Factorization
 from ._ops import (
-    check_tol,
     from_backend,
     khatri_rao,
     leading_left_vectors,
@@ -115,6 +115,7 @@ class CPTensor(Factorization):
         return TLCPTensor((to_backend(self.weights, tl), [to_backend(A, tl) for A in self.factors]))
 
     @classmethod
+    @checked
     def from_tensorly(cls, cp) -> CPTensor:
         """From a TensorLy ``CPTensor`` or a ``(weights, factors)`` pair of any backend."""
         import tensorly as tl
@@ -125,7 +126,6 @@ class CPTensor(Factorization):
 
 
 def _check_cp_rank(rank, shape) -> int:
-    rank = check_positive_int(rank, "rank")
     # Every tensor has CP rank <= the product of all its dimensions but the largest (write
     # it as a sum of fibres along the largest mode); a larger rank only adds redundancy.
     bound = prod(shape) // max(shape)
@@ -164,6 +164,7 @@ def _solve_normal(V: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
     return A_t.T
 
 
+@checked
 def cp_als(
     T, rank: int, *, init: str = "svd", n_iter_max: int = 100, tol: float = 1e-8, seed=None
 ) -> CPTensor:
@@ -180,7 +181,7 @@ def cp_als(
         "svd": leading left singular vectors of each unfolding (Gram matrix or randomized
         SVD for large unfoldings, see ``leading_left_vectors``). "random": Gaussian factors.
     n_iter_max : int, default 100
-        Maximum number of ALS sweeps (one update of every factor each).
+        Maximum number of ALS sweeps (one update of every factor each), at most 100000.
     tol : float, default 1e-8
         Stop when the relative error changes by less than ``tol`` between sweeps (TensorLy's
         rule). The error is computed from norms and inner products, never from the dense
@@ -199,9 +200,6 @@ def cp_als(
     """
     T = as_tensor(T, "T", min_ndim=3)
     rank = _check_cp_rank(rank, T.shape)
-    check_choice(init, "init", ("svd", "random"))
-    n_iter_max = check_positive_int(n_iter_max, "n_iter_max")
-    tol = check_tol(tol)
     gen = make_generator(seed, T.device)
 
     N = T.ndim
