@@ -92,7 +92,16 @@ class Options(Constraint):
     def check(self, value, name):
         if self.types and isinstance(value, self.types):
             return value
-        return c.check_choice(value, name, self.values)
+        try:
+            return c.check_choice(value, name, self.values)
+        except TypeError:
+            if not self.types:
+                raise
+            listed = ", ".join(map(repr, self.values))
+            also = "".join(f" or a {t.__name__}" for t in self.types)
+            raise TypeError(
+                f"{name} must be one of {listed}{also}; got {value!r} ({type(value).__name__})"
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -307,6 +316,28 @@ PARAMS: dict[str, dict[str, Constraint]] = {
     "butterfly_project": dict(A=DATA, bit_reversal=FLAG),
     "Butterfly.fft": dict(n=POW2, dtype=DType(("complex",)), device=DEVICE),
     "Butterfly.hadamard": dict(n=POW2, dtype=DType(("float", "complex")), device=DEVICE),
+    # the course's Llama (lrkit.llm); bounds that depend on the model (max_new_tokens below
+    # the context, context at most max_position_embeddings) are checked in the body
+    "generate": dict(
+        model=DATA,
+        prompt=DATA,
+        max_new_tokens=Int(1),
+        temperature=Real(0),
+        top_k=Int(1, none=True),
+        seed=SEED,
+        use_cache=FLAG,
+    ),
+    "perplexity": dict(
+        model=DATA,
+        text_or_ids=DATA,
+        context=Int(2, none=True),
+        stride=Int(1, none=True),
+        batch_size=Int(1),
+        progress=FLAG,
+    ),
+    "load_tiny": dict(device=DEVICE, dtype=DType(none=True)),
+    "Llama.from_pretrained": dict(path=DATA, dtype=FLOAT_DTYPE, device=DEVICE),
+    "LlamaConfig.from_hf_dict": dict(d=DATA),
 }
 
 

@@ -61,7 +61,10 @@ class CPTensor(Factorization):
                     f"with R = {R} columns"
                 )
             if A.device != factors[0].device:
-                raise ValueError(f"factors live on different devices: {A.device}, ...")
+                raise ValueError(
+                    f"factors[{i}] is on {A.device} but factors[0] on {factors[0].device}; "
+                    "every factor must live on one device"
+                )
         if weights is None:
             weights = torch.ones(R, dtype=factors[0].dtype, device=factors[0].device)
         weights = as_tensor(weights, "weights")
