@@ -28,6 +28,7 @@ __all__ = [
     "check_int_tuple",
     "check_nonneg_int",
     "check_positive_int",
+    "check_power_of_two",
     "check_rank",
     "check_real",
     "check_seed",
@@ -201,6 +202,14 @@ def check_rank(rank, shape, name: str = "rank") -> int:
 def check_bits(bits, name: str = "bits") -> int:
     """Quantization widths: an integer in 1..16."""
     return check_int(bits, name, 1, 16)
+
+
+def check_power_of_two(value, name: str) -> int:
+    """An integer 2, 4, 8, ... (the size of a butterfly)."""
+    value = check_int(value, name, 2)
+    if value & (value - 1):
+        raise ValueError(f"{name} (={value}) must be a power of two >= 2 (2, 4, 8, ...)")
+    return value
 
 
 def check_bool(value, name: str) -> bool:

@@ -38,7 +38,7 @@ import math
 
 import torch
 
-from ..core._checks import as_matrix, as_tensor, check_positive_int
+from ..core._checks import as_matrix, as_tensor, check_power_of_two
 from ..core._params import checked
 from ..core._random import make_generator
 from ._complex import ComplexAware
@@ -54,17 +54,10 @@ __all__ = [
 ]
 
 
-def _check_power_of_two(n, name: str = "n") -> int:
-    n = check_positive_int(n, name)
-    if n < 2 or n & (n - 1):
-        raise ValueError(f"{name} (={n}) must be a power of two >= 2 (2, 4, 8, ...)")
-    return n
-
-
 @checked
 def bit_reversal_permutation(n: int, device=None) -> torch.Tensor:
     """The bit-reversal permutation of range(n), n = 2^L, as indices: ``P x = x[perm]``."""
-    n = _check_power_of_two(n)
+    n = check_power_of_two(n, "n")
     L = n.bit_length() - 1
     idx = torch.arange(n, device=device)  # (n,)
     rev = torch.zeros_like(idx)
@@ -169,7 +162,7 @@ class Butterfly(ComplexAware):
         """The unnormalized DFT, ``F[j, k] = exp(-2 pi i j k / n)``, exactly: ``@ x`` equals
         ``torch.fft.fft(x, dim=0)``. Cooley-Tukey radix-2, decimation in time. ``dtype`` is
         complex (complex64 or complex128): the DFT has complex entries."""
-        n = _check_power_of_two(n)
+        n = check_power_of_two(n, "n")
         L = n.bit_length() - 1
         levels = []
         for t in range(L):
@@ -184,7 +177,7 @@ class Butterfly(ComplexAware):
     @checked
     def hadamard(cls, n: int, *, dtype=torch.float32, device=None) -> Butterfly:
         """Sylvester's Hadamard matrix (entries +-1, equal to ``scipy.linalg.hadamard(n)``)."""
-        n = _check_power_of_two(n)
+        n = check_power_of_two(n, "n")
         h2 = torch.tensor([[1.0, 1.0], [1.0, -1.0]], dtype=dtype, device=device)
         return cls(h2.expand(n.bit_length() - 1, n // 2, 2, 2).clone())
 
@@ -219,7 +212,7 @@ def _as_square_pow2(A) -> torch.Tensor:
     A = as_matrix(A, "A", allow_complex=True)
     if A.shape[0] != A.shape[1]:
         raise ValueError(f"A must be square for a butterfly; got shape {tuple(A.shape)}")
-    _check_power_of_two(A.shape[0], "n")
+    check_power_of_two(A.shape[0], "n")
     return A
 
 
