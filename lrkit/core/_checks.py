@@ -240,7 +240,7 @@ def check_int_tuple(value, name: str, length: int | None = None, low: int = 1) -
     if is_int(value):
         value = check_int(value, name, low)
         return (value,) * length if length is not None else (value,)
-    if isinstance(value, str | bytes) or not isinstance(value, tuple | list | torch.Size):
+    if not isinstance(value, tuple | list):  # torch.Size is a tuple
         raise TypeError(
             f"{name} must be an int or a tuple of ints; got {value!r} ({_type_name(value)})"
         )
@@ -251,11 +251,7 @@ def check_int_tuple(value, name: str, length: int | None = None, low: int = 1) -
 
 def check_shape(value, name: str = "shape", length: int | None = None) -> tuple[int, ...]:
     """A matrix shape: a tuple of positive integers, at least two (or exactly ``length``)."""
-    if (
-        is_int(value)
-        or isinstance(value, str | bytes)
-        or not isinstance(value, tuple | list | torch.Size)
-    ):
+    if not isinstance(value, tuple | list):  # torch.Size is a tuple
         raise TypeError(f"{name} must be a tuple of ints; got {value!r} ({_type_name(value)})")
     need = f"{length}" if length is not None else "at least 2"
     if (length is not None and len(value) != length) or len(value) < 2:

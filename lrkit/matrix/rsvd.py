@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from ..core._checks import check_rank, warn_adjusted
+from ..core._checks import as_matrix, check_rank, warn_adjusted
 from ..core._linalg import orth_rows, svd_flip
 from ..core._operator import Operator, as_operator
 from ..core._params import checked
@@ -155,12 +155,26 @@ def lowrank_from_basis(A, Q, rank: int | None = None) -> LowRank:
 
     Use it to turn the output of :func:`range_finder` or :func:`adaptive_range_finder` into a
     :class:`LowRank` (Halko Alg. 5.1). Costs one pass over A.
+
+    Q must be real, 2-D (or a stack matching A's) and orthonormal: ``||Q^T Q - I||_2`` at
+    most ``sqrt(eps)`` of A's dtype. A Householder QR (what every lrkit range finder returns)
+    is orthonormal to a small multiple of eps, many orders below that bound; a basis that
+    is not orthonormal would make ``Q Q^T A`` an oblique projection and the result silently
+    wrong, so it is refused.
     """
     op = as_operator(A)
-    Q = torch.as_tensor(Q).to(device=op.device, dtype=op.dtype)
+    Q = as_matrix(Q, "Q", batched=True).to(device=op.device, dtype=op.dtype)
     if Q.shape[-2] != op.shape[-2]:
         raise ValueError(
             f"Q has {Q.shape[-2]} rows but A has {op.shape[-2]}; need Q of shape (m, l)"
+        )
+    eye = torch.eye(Q.shape[-1], dtype=Q.dtype, device=Q.device)
+    off = float(torch.linalg.matrix_norm(Q.mT @ Q - eye, ord=2).max())
+    bound = torch.finfo(Q.dtype).eps ** 0.5
+    if not off <= bound:
+        raise ValueError(
+            f"Q must have orthonormal columns: ||Q^T Q - I||_2 (={off:.3g}) must be <= "
+            f"sqrt(eps) = {bound:.3g}; orthonormalize it first (torch.linalg.qr(Q).Q)"
         )
     if rank is not None:
         if rank > Q.shape[-1]:
