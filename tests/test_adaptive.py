@@ -88,5 +88,5 @@ def test_estimate_error_on_sparse_and_bad_input():
     )
     with pytest.raises(ValueError, match=r"approx has shape \(5, 5\)"):
         lrkit.estimate_error(D, lrkit.truncated_svd(torch.eye(5), 2))
-    with pytest.raises(ValueError, match=r"n_iter \(=0\) must be >= 1"):
+    with pytest.raises(ValueError, match=r"n_iter \(=0\) must be in \[1, 1000\]"):
         lrkit.estimate_error(D, approx, n_iter=0)

@@ -1,5 +1,7 @@
 """Every input check raises a clear error naming the value and the bound."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -87,8 +89,8 @@ def test_3d_refused_where_2d_needed():
         (0, ValueError, r"rank \(=0\) must be >= 1"),
         (-2, ValueError, r"rank \(=-2\) must be >= 1"),
         (7, ValueError, r"rank \(=7\) must be <= min\(m, n\) = 5"),
-        (2.5, TypeError, r"rank must be an integer; got 2.5"),
-        (True, TypeError, r"rank must be an integer"),
+        (2.5, TypeError, r"rank must be an int; got 2.5 \(float\)"),
+        (True, TypeError, r"rank must be an int; got True \(bool\)"),
     ],
 )
 def test_rank_checked(rank, err, msg):
@@ -116,6 +118,36 @@ def test_check_choice_and_fraction():
         _checks.check_fraction(0.0, "keep")
     with pytest.raises(TypeError, match="keep must be a real number"):
         _checks.check_fraction("0.5", "keep")
+
+
+def test_one_rule_for_ints_reals_choices_and_tuples():
+    assert _checks.check_int(np.int64(3), "k", 0, 5) == 3
+    with pytest.raises(ValueError, match=r"k \(=6\) must be in \[0, 5\]"):
+        _checks.check_int(6, "k", 0, 5)
+    with pytest.raises(TypeError, match=r"k must be an int; got np.True_ \(bool\)"):
+        _checks.check_int(np.bool_(True), "k")
+    with pytest.raises(ValueError, match=r"lr \(=nan\) must be a finite number > 0"):
+        _checks.check_real(math.nan, "lr", 0, low_open=True)
+    with pytest.raises(TypeError, match=r"axis must be one of 1, 0; got True \(bool\)"):
+        _checks.check_choice(True, "axis", (1, 0))  # True == 1, but a bool is not an axis
+    with pytest.raises(TypeError, match=r"scales must be one of 'tensor'; got 0 \(int\)"):
+        _checks.check_choice(0, "scales", ("tensor",))
+    assert _checks.check_int_tuple(np.int32(2), "rank", 3) == (2, 2, 2)
+    with pytest.raises(ValueError, match=r"rank \(=\(2, 2\)\) must have 3 entries; got 2"):
+        _checks.check_int_tuple([2, 2], "rank", 3)
+    assert _checks.check_shape(torch.Size([3, 4])) == (3, 4)
+    with pytest.raises(ValueError, match=r"n \(=12\) must be a power of two"):
+        _checks.check_power_of_two(12, "n")
+
+
+def test_complex_input_only_where_allowed():
+    z = np.ones((3, 2), dtype=np.complex128)
+    with pytest.raises(TypeError, match="complex"):
+        _checks.as_matrix(z)
+    assert _checks.as_matrix(z, allow_complex=True).dtype == torch.complex128
+    z[1, 1] = complex(0, np.nan)
+    with pytest.raises(ValueError, match="A contains 1 NaN or Inf"):
+        _checks.as_matrix(z, allow_complex=True)
 
 
 def test_large_finite_values_whose_sum_overflows_are_accepted():

@@ -294,19 +294,23 @@ def test_float32_stays_float32_integers_promote_input_untouched(device):
 BAD_CUR = [
     (dict(rank=0), ValueError, r"rank \(=0\) must be >= 1"),
     (dict(rank=46), ValueError, r"rank \(=46\) must be <= min\(m, n\) = 45"),
-    (dict(rank=2.5), TypeError, r"rank must be an integer"),
+    (dict(rank=2.5), TypeError, r"rank must be an int; got 2.5"),
     (dict(method="svd"), ValueError, r"method \(='svd'\) must be one of 'leverage'"),
     (dict(u="lstsq"), ValueError, r"u \(='lstsq'\) must be one of 'pinv', 'intersection'"),
     (dict(svd="lanczos"), ValueError, r"svd \(='lanczos'\) must be one of"),
     (dict(sampling="poisson"), ValueError, r"sampling \(='poisson'\) must be one of"),
     (dict(method="deim", sampling="with"), ValueError, r"sampling .* 'leverage' and 'uniform'"),
     (dict(method="uniform", sampling="topk"), ValueError, r"'topk'\) needs scores"),
-    (dict(n_cols=3), ValueError, r"n_cols \(=3\) must be >= rank = 5"),
-    (dict(n_rows=4), ValueError, r"n_rows \(=4\) must be >= rank = 5"),
-    (dict(n_cols=46), ValueError, r"n_cols \(=46\) must be <= n = 45"),
-    (dict(n_rows=61), ValueError, r"n_rows \(=61\) must be <= m = 60"),
-    (dict(method="deim", n_rows=50), ValueError, r"n_rows \(=50\) must be <= min\(m, n\) = 45"),
-    (dict(n_cols=7.0), TypeError, r"n_cols must be an integer"),
+    (dict(n_cols=3), ValueError, r"n_cols \(=3\) must be in \[rank, n\] = \[5, 45\]"),
+    (dict(n_rows=4), ValueError, r"n_rows \(=4\) must be in \[rank, m\] = \[5, 60\]"),
+    (dict(n_cols=46), ValueError, r"n_cols \(=46\) must be in \[rank, n\] = \[5, 45\]"),
+    (dict(n_rows=61), ValueError, r"n_rows \(=61\) must be in \[rank, m\] = \[5, 60\]"),
+    (
+        dict(method="deim", n_rows=50),
+        ValueError,
+        r"n_rows \(=50\) must be in \[rank, min\(m, n\)\] = \[5, 45\]",
+    ),
+    (dict(n_cols=7.0), TypeError, r"n_cols must be an int; got 7.0"),
     (dict(seed="zero"), TypeError, r"seed must be an int, a torch.Generator or None"),
 ]
 
@@ -420,7 +424,7 @@ BAD_ID = [
     (dict(rank=41), ValueError, r"rank \(=41\) must be <= min\(m, n\) = 40"),
     (dict(axis=2), ValueError, r"axis \(=2\) must be one of 1, 0"),
     (dict(oversample=-1), ValueError, r"oversample \(=-1\) must be >= 0"),
-    (dict(oversample=2.5), TypeError, r"oversample must be an integer or None"),
+    (dict(oversample=2.5), TypeError, r"oversample must be an int; got 2.5"),
 ]
 
 

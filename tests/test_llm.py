@@ -93,7 +93,7 @@ def test_grouped_query_attention_shrinks_the_cache():
         cache = KVCache()
         with torch.no_grad():
             model(ids(T=16), cache)
-        caches[kv] = cache.nbytes
+        caches[kv] = cache.nbits
         assert cache.layers[0][0].shape == (2, kv, 16, 16)
     assert caches[4] == 2 * caches[2] == 4 * caches[1]
     with pytest.raises(ValueError, match=r"num_attention_heads \(=4\) must be a multiple"):

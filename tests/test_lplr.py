@@ -135,9 +135,9 @@ def test_rank_for_bits_includes_the_ranges():
 
 def test_bad_input():
     A = torch.randn(20, 10)
-    with pytest.raises(ValueError, match=r"bits_left \(=0\) must be between 1 and 16"):
+    with pytest.raises(ValueError, match=r"bits_left \(=0\) must be in \[1, 16\]"):
         lplr(A, 2, bits_left=0, bits_right=8)
-    with pytest.raises(ValueError, match=r"bits_right \(=20\) must be between 1 and 16"):
+    with pytest.raises(ValueError, match=r"bits_right \(=20\) must be in \[1, 16\]"):
         dsvd_quant(A, 2, bits_left=4, bits_right=20)
     with pytest.raises(ValueError, match=r"rank \(=11\) must be <= min\(m, n\) = 10"):
         lplr(A, 11, bits_left=4, bits_right=8)

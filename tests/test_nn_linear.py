@@ -55,7 +55,10 @@ def test_forward_and_gradients_equal_the_dense_layer_of_the_factorization(method
         torch.linalg.vector_norm(x.detach().double()) * torch.linalg.matrix_norm(W, ord=2)
         + torch.linalg.vector_norm(layer.bias.detach().double()) * math.sqrt(15)
     )
-    assert float(torch.linalg.vector_norm(y.detach().double() - ref)) <= 8 * math.sqrt(32) * eps * scale
+    assert (
+        float(torch.linalg.vector_norm(y.detach().double() - ref))
+        <= 8 * math.sqrt(32) * eps * scale
+    )
     # gradients to x and to every parameter, against the dense path through to_dense()
     G = torch.randn_like(y)
     gx, *gp = torch.autograd.grad((y * G).sum(), [x, *layer.parameters()])
@@ -153,7 +156,8 @@ def test_trained_from_scratch_layers_match_nn_linear_scale():
         FactorizedLinear.low_rank(256, 256, 32, bias=False, seed=0),
         FactorizedLinear.monarch(256, 256, 16, bias=False, seed=0),
     ):
-        assert float(layer(x).var()) == pytest.approx(1 / 3, rel=0.15)
+        with torch.no_grad():
+            assert float(layer(x).var()) == pytest.approx(1 / 3, rel=0.15)
     assert FactorizedLinear.low_rank(8, 6, 3, seed=1).factorization.rank == 3
 
 

@@ -155,9 +155,9 @@ def test_numpy_input_and_no_mutation():
 
 def test_bad_input():
     X = data()
-    with pytest.raises(ValueError, match=r"bits \(=0\) must be between 1 and 16"):
+    with pytest.raises(ValueError, match=r"bits \(=0\) must be in \[1, 16\]"):
         quantize(X, 0)
-    with pytest.raises(ValueError, match=r"bits \(=17\) must be between 1 and 16"):
+    with pytest.raises(ValueError, match=r"bits \(=17\) must be in \[1, 16\]"):
         quantize(X, 17)
     with pytest.raises(
         ValueError, match=r"scales \(='row'\) must be one of 'tensor', 'vector', 'group'"
@@ -171,11 +171,13 @@ def test_bad_input():
         quantize(X, 4, scales="group", group_size=11)
     with pytest.raises(ValueError, match="group_size is only used with"):
         quantize(X, 4, group_size=2)
-    with pytest.raises(ValueError, match=r"axis \(=2\) must be 0"):
+    with pytest.raises(ValueError, match=r"axis \(=2\) must be one of 1, 0"):
         quantize(X, 4, scales="vector", axis=2)
     with pytest.raises(ValueError, match=r"rounding \(='up'\) must be one of"):
         quantize(X, 4, rounding="up")
     with pytest.raises(ValueError, match="NaN or Inf"):
         quantize(np.array([[1.0, np.nan]]), 4)
-    with pytest.raises(TypeError, match="scale_dtype must be a floating-point dtype"):
+    with pytest.raises(ValueError, match=r"scale_dtype \(=torch.int8\) must be a float torch"):
         quantize(X, 4, scale_dtype=torch.int8)
+    with pytest.raises(TypeError, match=r"scale_dtype must be a float torch.dtype; got 'float16'"):
+        quantize(X, 4, scale_dtype="float16")

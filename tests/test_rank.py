@@ -69,7 +69,7 @@ def test_rank_choosers_bad_input():
 def test_rank_for_budget():
     # 512x512 at 32-bit factors: a rank costs 1025 * 32 bits; 2 bits/entry = 524288 bits
     assert lrkit.rank_for_budget((512, 512), bits_per_entry=2) == 15
-    assert lrkit.rank_for_budget((512, 512), bits_per_entry=2, bits=16) == 31
+    assert lrkit.rank_for_budget((512, 512), bits_per_entry=2, width=16) == 31
     assert lrkit.rank_for_budget((100, 50), param_ratio=0.5) == 16  # 16 * 151 <= 2500
     assert lrkit.rank_for_budget((3, 100, 50), param_ratio=0.5) == 16  # last two dims
     k = lrkit.rank_for_budget((300, 200), bits_per_entry=4)
@@ -86,7 +86,7 @@ def test_rank_for_budget_bad_and_clipped():
         lrkit.rank_for_budget((10, 10), bits_per_entry=1)
     with pytest.raises(ValueError, match=r"bits_per_entry \(=-1\) must be > 0"):
         lrkit.rank_for_budget((10, 10), bits_per_entry=-1)
-    with pytest.raises(ValueError, match=r"shape \(=\(10,\)\) must list at least two"):
+    with pytest.raises(ValueError, match=r"shape \(=\(10,\)\) must have at least 2 entries"):
         lrkit.rank_for_budget((10,), param_ratio=0.5)
     with pytest.warns(UserWarning, match="rank clipped to 4"):
         assert lrkit.rank_for_budget((4, 100), param_ratio=2.0) == 4  # 800 // 105 = 7

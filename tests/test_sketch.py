@@ -46,7 +46,7 @@ def test_close_to_optimal_on_fast_decay():
 
 def test_memory_is_smaller_than_the_matrix():
     sk = lrkit.StreamingSketch((2000, 1000), 10, seed=0)
-    assert sk.nbytes < 2000 * 1000 * 4 / 5
+    assert sk.nbits < 2000 * 1000 * 32 / 5
 
 
 def test_bad_input():

@@ -151,7 +151,7 @@ def test_kron_bad_input(left_shape, rank, match):
 
 
 def test_kron_bad_input_types():
-    with pytest.raises(TypeError, match="left_shape must be a pair"):
+    with pytest.raises(TypeError, match=r"left_shape must be a tuple of ints; got 2 \(int\)"):
         kron_approx(randn(8, 6), 2)
     with pytest.raises(ValueError, match="NaN"):
         kron_approx(np.full((4, 4), np.nan), (2, 2))
@@ -294,7 +294,7 @@ def test_monarch_bad_input_more():
     A[3, 4] = math.nan
     with pytest.raises(ValueError, match="NaN"):
         monarch_project(A, 4)
-    with pytest.raises(TypeError, match="nblocks must be an integer"):
+    with pytest.raises(TypeError, match=r"nblocks must be an int; got 4.0 \(float\)"):
         monarch_project(randn(16, 16), 4.0)
     with pytest.raises(ValueError, match=r"L must have shape \(m/b, b, b\) = \(4, 4, 4\)"):
         Monarch(randn(4, 2, 2), randn(4, 4, 4))
@@ -425,7 +425,7 @@ def test_butterfly_storage_counts_complex_honestly():
 @pytest.mark.parametrize("n", [12, 1, 0, 100])
 def test_butterfly_bad_size(n):
     exc = ValueError
-    with pytest.raises(exc, match=rf"n \(={n}\) must be (a power of two|>= 1)"):
+    with pytest.raises(exc, match=rf"n \(={n}\) must be (a power of two|>= 2)"):
         Butterfly.fft(n)
     if n > 1:
         with pytest.raises(exc, match=rf"n \(={n}\) must be a power of two"):
@@ -443,7 +443,7 @@ def test_butterfly_bad_input():
         Butterfly(randn(3, 4, 2))
     with pytest.raises(ValueError, match=r"twiddle holds 3 levels, so n = 2\^3 = 8"):
         Butterfly(randn(3, 5, 2, 2))
-    with pytest.raises(ValueError, match=r"lr \(=0\) must be a positive number"):
+    with pytest.raises(ValueError, match=r"lr \(=0\) must be > 0"):
         butterfly_fit(np.eye(4), lr=0)
     with pytest.raises(ValueError, match="all zeros"):
         butterfly_fit(np.zeros((4, 4)), n_steps=1)

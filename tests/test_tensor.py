@@ -275,17 +275,17 @@ def test_bad_input_rejected_clearly():
         cp_als(T, 2, init="pca")
     with pytest.raises(ValueError, match=r"init \(='pca'\) must be one of"):
         hooi(T, 2, init="pca")
-    with pytest.raises(ValueError, match=r"ranks .* must be an int or a sequence of 3 ints"):
+    with pytest.raises(ValueError, match=r"rank \(=\(2, 2\)\) must have 3 entries; got 2"):
         hosvd(T, (2, 2))
-    with pytest.raises(ValueError, match=r"ranks\[0\] \(=6\) must be <= shape\[0\] = 5"):
+    with pytest.raises(ValueError, match=r"rank\[0\] \(=6\) must be <= shape\[0\] = 5"):
         hooi(T, (6, 2, 2))
-    with pytest.raises(ValueError, match=r"ranks\[0\] \(=5\) must be <= the product"):
+    with pytest.raises(ValueError, match=r"rank\[0\] \(=5\) must be <= the product"):
         hosvd(T, (5, 2, 2))
-    with pytest.raises(ValueError, match=r"ranks\[2\] \(=0\) must be >= 1"):
+    with pytest.raises(ValueError, match=r"rank\[2\] \(=0\) must be >= 1"):
         hosvd(T, (2, 2, 0))
-    with pytest.raises(ValueError, match=r"tol \(=-1\) must be a real number >= 0"):
+    with pytest.raises(ValueError, match=r"tol \(=-1\) must be >= 0"):
         cp_als(T, 2, tol=-1)
-    with pytest.raises(ValueError, match=r"n_iter_max \(=0\) must be >= 1"):
+    with pytest.raises(ValueError, match=r"n_iter_max \(=0\) must be in \[1, 100000\]"):
         hooi(T, 2, n_iter_max=0)
     with pytest.raises(ValueError, match=r"factors\[1\] has shape"):
         CPTensor(None, [torch.ones(3, 2), torch.ones(4, 3)])
@@ -341,7 +341,7 @@ def test_tt_svd_matches_tensorly_and_round_trips(numpy_backend):
     torch.testing.assert_close(back.to_dense(), tt.to_dense())
     with pytest.warns(UserWarning, match=r"rank\[0\] \(=9\) exceeds the largest useful bond"):
         assert tt_svd(T, (9, 3, 3)).rank == (1, 6, 3, 3, 1)
-    with pytest.raises(ValueError, match=r"must be an int or a sequence of 3 bond ranks"):
+    with pytest.raises(ValueError, match=r"rank \(=\(3, 3\)\) must have 3 entries; got 2"):
         tt_svd(T, (3, 3))
     with pytest.raises(ValueError, match=r"rank\[1\] \(=0\) must be >= 1"):
         tt_svd(T, (3, 0, 3))

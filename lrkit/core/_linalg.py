@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from ._params import checked
+
 __all__ = ["lstsq", "orth_rows", "svd_flip"]
 
 
@@ -24,6 +26,7 @@ def lstsq(A: torch.Tensor, B: torch.Tensor, rcond: float | None = None):
     return X, int(keep.sum(-1).min())
 
 
+@checked
 def svd_flip(U: torch.Tensor, Vh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Fix the sign of each singular pair so that the largest-magnitude entry of each column
     of ``U`` is positive (the same convention as scikit-learn's ``svd_flip``).

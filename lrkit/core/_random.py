@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import numbers
-
 import torch
+
+from ._checks import check_seed
 
 __all__ = ["make_generator"]
 
@@ -17,6 +17,7 @@ def make_generator(seed, device: torch.device | str = "cpu") -> torch.Generator:
     - ``None``: a new generator seeded from the operating system's entropy.
     """
     device = torch.device(device)
+    seed = check_seed(seed)
     if isinstance(seed, torch.Generator):
         if seed.device.type != device.type:
             raise ValueError(
@@ -27,12 +28,6 @@ def make_generator(seed, device: torch.device | str = "cpu") -> torch.Generator:
     gen = torch.Generator(device=device)
     if seed is None:
         gen.seed()
-    elif isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
-        if seed < 0:
-            raise ValueError(f"seed (={seed}) must be >= 0")
-        gen.manual_seed(int(seed))
     else:
-        raise TypeError(
-            f"seed must be an int, a torch.Generator or None; got {type(seed).__name__}"
-        )
+        gen.manual_seed(seed)
     return gen

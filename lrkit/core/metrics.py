@@ -6,7 +6,8 @@ import math
 
 import torch
 
-from ._checks import as_tensor, check_choice
+from ._checks import as_tensor
+from ._params import checked
 from .factorization import Factorization
 
 __all__ = ["rel_error", "psnr"]
@@ -21,6 +22,7 @@ def _pair(A, approx) -> tuple[torch.Tensor, torch.Tensor]:
     return A.to(dtype), B.to(device=A.device, dtype=dtype)
 
 
+@checked
 def rel_error(A, approx, ord: str | int = "fro") -> float:
     """Relative error ``||A - approx|| / ||A||``.
 
@@ -29,7 +31,6 @@ def rel_error(A, approx, ord: str | int = "fro") -> float:
     ``ord=2``: spectral norm (largest singular value); A must be a 2-D matrix.
     Returns ``inf`` if A is zero and approx is not, ``0.0`` if both are zero.
     """
-    check_choice(ord, "ord", ("fro", 2))
     A, B = _pair(A, approx)
     if ord == "fro":
         num, den = torch.linalg.vector_norm(A - B), torch.linalg.vector_norm(A)
@@ -46,6 +47,7 @@ def rel_error(A, approx, ord: str | int = "fro") -> float:
     return num / den
 
 
+@checked
 def psnr(image, approx, *, data_range: float | None = None) -> float:
     """Peak signal-to-noise ratio in dB: ``10 log10(data_range**2 / MSE)``.
 

@@ -26,7 +26,8 @@ import math
 
 import torch
 
-from ._checks import as_matrix, check_bits, check_choice, check_positive_int
+from ._checks import as_matrix, check_choice, check_positive_int
+from ._params import checked
 from ._random import make_generator
 from .factorization import Factorization, dtype_bits
 
@@ -68,8 +69,7 @@ def quant_nbits(
 
 def _check_layout(scales, axis, group_size, shape):
     check_choice(scales, "scales", SCALES)
-    if axis not in (0, 1):
-        raise ValueError(f"axis (={axis!r}) must be 0 (one range per column) or 1 (per row)")
+    check_choice(axis, "axis", (1, 0))
     if scales == "group":
         if group_size is None:
             raise ValueError('scales="group" needs group_size= (entries per group)')
@@ -168,6 +168,7 @@ class QuantizedMatrix(Factorization):
         return f"bits={self.bits}, scales={layout!r}{axis}"
 
 
+@checked
 def quantize(
     A,
     bits: int,
@@ -206,11 +207,7 @@ def quantize(
     the LPLR paper's comparison is ``quantize(A, bits)``.
     """
     X = as_matrix(A, "A")
-    bits = check_bits(bits)
     group_size = _check_layout(scales, axis, group_size, X.shape)
-    check_choice(rounding, "rounding", ("nearest", "stochastic"))
-    if not isinstance(scale_dtype, torch.dtype) or not scale_dtype.is_floating_point:
-        raise TypeError(f"scale_dtype must be a floating-point dtype; got {scale_dtype}")
 
     G = _as_groups(X, scales, axis, group_size)  # (granules, g)
     levels = 2**bits - 1

@@ -6,11 +6,11 @@ All three return a plain ``int`` for the core functions, which take plain number
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 
-from ._checks import as_matrix, as_tensor, check_choice, check_fraction, warn_adjusted
+from ._checks import as_matrix, as_tensor, warn_adjusted
+from ._params import checked
 
 __all__ = ["rank_for_energy", "rank_for_error", "rank_for_budget"]
 
@@ -26,6 +26,7 @@ def _singular_values(S_or_A) -> torch.Tensor:
     return torch.linalg.svdvals(A.to(torch.float64))
 
 
+@checked
 def rank_for_energy(S_or_A, keep: float = 0.99) -> int:
     """Smallest rank k whose singular values hold a fraction ``keep`` of the energy.
 
@@ -34,7 +35,6 @@ def rank_for_energy(S_or_A, keep: float = 0.99) -> int:
     values or a 2-D matrix (its singular values are computed). ``keep`` is in (0, 1].
     Equivalent to ``rank_for_error(S_or_A, tol=sqrt(1 - keep))`` (Eckart–Young).
     """
-    keep = check_fraction(keep, "keep")
     s2 = _singular_values(S_or_A) ** 2
     total = float(s2.sum())
     if total == 0.0:
@@ -48,6 +48,7 @@ def rank_for_energy(S_or_A, keep: float = 0.99) -> int:
     return min(k, s2.numel())
 
 
+@checked
 def rank_for_error(S_or_A, tol: float, ord: str | int = "fro") -> int:
     """Smallest rank k whose truncated SVD has relative error <= ``tol``.
 
@@ -56,8 +57,6 @@ def rank_for_error(S_or_A, tol: float, ord: str | int = "fro") -> int:
     ``ord=2``. ``tol`` is in [0, 1); the answer is at least 1 and at most the number of
     singular values (which always reaches error 0).
     """
-    check_choice(ord, "ord", ("fro", 2))
-    tol = check_fraction(tol, "tol", low_open=False, high_closed=False)
     s = _singular_values(S_or_A)
     r = s.numel()
     if float(s[0]) == 0.0:
@@ -72,12 +71,13 @@ def rank_for_error(S_or_A, tol: float, ord: str | int = "fro") -> int:
     return int(ok[0]) + 1 if ok.numel() else r
 
 
+@checked
 def rank_for_budget(
     shape,
     *,
     bits_per_entry: float | None = None,
     param_ratio: float | None = None,
-    bits: int = 32,
+    width: int = 32,
 ) -> int:
     """Largest rank whose :class:`~lrkit.LowRank` fits a storage budget.
 
@@ -85,7 +85,7 @@ def rank_for_budget(
     Give exactly one budget:
 
     - ``bits_per_entry``: at most this many bits per entry of the m x n matrix, with each
-      stored number ``bits`` wide (32 for float32, 16 for fp16);
+      stored number ``width`` bits wide (32 for float32, 16 for fp16);
     - ``param_ratio``: at most this fraction of the ``m * n`` dense parameter count.
 
     Raises if even rank 1 does not fit. A budget above full rank is clipped to
@@ -93,20 +93,12 @@ def rank_for_budget(
     """
     if (bits_per_entry is None) == (param_ratio is None):
         raise ValueError("give exactly one of bits_per_entry= or param_ratio=")
-    if len(shape) < 2 or any(not isinstance(d, numbers.Integral) or d < 1 for d in shape):
-        raise ValueError(f"shape (={tuple(shape)}) must list at least two positive integers")
     m, n = int(shape[-2]), int(shape[-1])
     per_rank = m + n + 1
     if bits_per_entry is not None:
-        if not bits_per_entry > 0:
-            raise ValueError(f"bits_per_entry (={bits_per_entry}) must be > 0")
-        if not isinstance(bits, numbers.Integral) or bits < 1:
-            raise ValueError(f"bits (={bits}) must be a positive integer")
-        k = math.floor(bits_per_entry * m * n / (bits * per_rank) + 1e-9)
-        need = f"bits_per_entry >= {bits * per_rank / (m * n):.4g}"
+        k = math.floor(bits_per_entry * m * n / (width * per_rank) + 1e-9)
+        need = f"bits_per_entry >= {width * per_rank / (m * n):.4g}"
     else:
-        if not param_ratio > 0:
-            raise ValueError(f"param_ratio (={param_ratio}) must be > 0")
         k = math.floor(param_ratio * m * n / per_rank + 1e-9)
         need = f"param_ratio >= {per_rank / (m * n):.4g}"
     if k < 1:

@@ -113,8 +113,9 @@ class KVCache:
         return self.layers[layer]
 
     @property
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for kv in self.layers for t in kv)
+    def nbits(self) -> int:
+        """Every stored bit of the cached keys and values (``nbits`` as everywhere in lrkit)."""
+        return sum(8 * t.numel() * t.element_size() for kv in self.layers for t in kv)
 
 
 class RMSNorm(nn.Module):

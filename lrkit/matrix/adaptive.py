@@ -13,19 +13,19 @@
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 
-from ..core._checks import check_fraction, check_positive_int, warn_adjusted
+from ..core._checks import check_rank, warn_adjusted
 from ..core._linalg import orth_rows
 from ..core._operator import as_operator
+from ..core._params import checked
 from ..core._random import make_generator
 from ..core.factorization import Factorization
 
 __all__ = ["adaptive_range_finder", "estimate_error"]
 
 
+@checked
 def adaptive_range_finder(
     A,
     tol: float,
@@ -56,7 +56,7 @@ def adaptive_range_finder(
         Directions added per step: larger blocks use faster matrix products, smaller blocks
         overshoot the rank less before the final cut.
     n_iter : int, default 1
-        Power iterations per block, for slowly decaying spectra.
+        Power iterations per block, for slowly decaying spectra; at most 1000 (``MAX_POWER_ITER``).
     max_rank : int, optional
         Upper limit on k (default ``min(m, n)``); a warning says if tol was not reached.
     fro_norm : float, optional
@@ -69,15 +69,9 @@ def adaptive_range_finder(
     Turn it into a factorization with :func:`lrkit.lowrank_from_basis`.
     """
     op = as_operator(A, batched=False)
-    tol = check_fraction(tol, "tol", high_closed=False)
-    block = check_positive_int(block, "block")
-    if not isinstance(n_iter, numbers.Integral) or isinstance(n_iter, bool) or n_iter < 0:
-        raise ValueError(f"n_iter (={n_iter!r}) must be an integer >= 0")
     m, n = op.shape
-    max_rank = min(m, n) if max_rank is None else check_positive_int(max_rank, "max_rank")
-    if max_rank > min(m, n):
-        raise ValueError(f"max_rank (={max_rank}) must be <= min(m, n) = {min(m, n)}")
-    norm = op.fro_norm() if fro_norm is None else float(fro_norm)
+    max_rank = min(m, n) if max_rank is None else check_rank(max_rank, (m, n), "max_rank")
+    norm = op.fro_norm() if fro_norm is None else fro_norm
     if norm is None:
         raise TypeError("A is a LinearOperator: pass its Frobenius norm as fro_norm=")
     if not norm > 0:
@@ -128,6 +122,7 @@ def _apply_t(approx, Xt):
     return Xt @ approx.mT
 
 
+@checked
 def estimate_error(A, approx, *, n_iter: int = 20, block: int = 4, seed=None) -> float:
     """Estimate ``||A - approx||_2 / ||A||_2`` without forming ``A - approx``.
 
@@ -140,11 +135,10 @@ def estimate_error(A, approx, *, n_iter: int = 20, block: int = 4, seed=None) ->
     Compare with :func:`lrkit.rel_error` (``ord=2``), which forms everything densely.
 
     ``A`` may be dense, sparse or a LinearOperator; ``approx`` is an lrkit factorization or a
-    dense array of A's shape.
+    dense array of A's shape. ``n_iter`` is at most ``lrkit.core._params.MAX_POWER_ITER``
+    (1000), ``block`` at least 1.
     """
     op = as_operator(A, batched=False)
-    n_iter = check_positive_int(n_iter, "n_iter")
-    block = check_positive_int(block, "block")
     m, n = op.shape
     if isinstance(approx, Factorization):
         if tuple(approx.shape) != (m, n):

@@ -39,8 +39,9 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ..core._checks import as_matrix, check_choice, check_positive_int, check_rank
+from ..core._checks import as_matrix, check_rank
 from ..core._operator import as_operator
+from ..core._params import checked
 from ..core._random import make_generator
 from ..core.factorization import Factorization, LowRank
 from .interp import pivoted_qr
@@ -49,10 +50,6 @@ from .svd import truncated_svd
 
 __all__ = ["cur", "CUR"]
 
-METHODS = ("leverage", "deim", "qr", "uniform")
-CORES = ("pinv", "intersection")
-SAMPLINGS = ("without", "with", "topk")
-SVDS = ("auto", "exact", "randomized")
 EXACT_SVD_MAX = 1000  # svd="auto": an exact SVD up to min(m, n) = 1000, rsvd beyond
 
 
@@ -187,14 +184,12 @@ class CUR(Factorization):
 
 # -- the decomposition -------------------------------------------------------------------------
 def _check_count(value, name: str, rank: int, limit: int, limit_name: str) -> int:
-    value = rank if value is None else check_positive_int(value, name)
-    if value < rank:
-        raise ValueError(f"{name} (={value}) must be >= rank = {rank}")
-    if value > limit:
-        raise ValueError(f"{name} (={value}) must be <= {limit_name} = {limit}")
-    return value
+    if value is not None and not rank <= value <= limit:
+        raise ValueError(f"{name} (={value}) must be in [rank, {limit_name}] = [{rank}, {limit}]")
+    return rank if value is None else value
 
 
+@checked
 def cur(
     A,
     rank: int,
@@ -266,16 +261,11 @@ def cur(
         dtype, device = A.dtype, A.device
     m, n = A.shape
     rank = check_rank(rank, (m, n))
-    check_choice(method, "method", METHODS)
-    check_choice(u, "u", CORES)
-    if isinstance(svd, LowRank):
-        if tuple(svd.shape) != (m, n):
-            raise ValueError(f"svd has shape {tuple(svd.shape)}; A has shape {(m, n)}")
-    else:
-        check_choice(svd, "svd", SVDS)
+    if isinstance(svd, LowRank) and tuple(svd.shape) != (m, n):
+        raise ValueError(f"svd has shape {tuple(svd.shape)}; A has shape {(m, n)}")
     if sampling is not None and method in ("deim", "qr"):
         raise ValueError(f"sampling (={sampling!r}) applies to 'leverage' and 'uniform' only")
-    sampling = check_choice("without" if sampling is None else sampling, "sampling", SAMPLINGS)
+    sampling = "without" if sampling is None else sampling
     if sampling == "topk" and method == "uniform":
         raise ValueError("sampling (='topk') needs scores: use it with method='leverage'")
     lim, lim_name = (min(m, n), "min(m, n)") if method == "deim" else (n, "n")

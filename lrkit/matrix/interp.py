@@ -19,13 +19,12 @@ of A: Y has the same column dependencies as A, up to the tail of the spectrum.
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import scipy.linalg
 import torch
 
-from ..core._checks import as_matrix, check_choice, check_rank
+from ..core._checks import as_matrix, check_rank
+from ..core._params import checked
 from ..core._random import make_generator
 from ..core.factorization import Factorization
 
@@ -132,6 +131,7 @@ class Interpolative(Factorization):
         return f"rank={self.rank}, axis={self.axis}"
 
 
+@checked
 def interp_decomp(
     A, rank: int, *, axis: int = 1, oversample: int | None = None, seed=None
 ) -> Interpolative:
@@ -170,14 +170,9 @@ def interp_decomp(
     """
     A = as_matrix(A, "A")
     rank = check_rank(rank, A.shape)
-    check_choice(axis, "axis", (1, 0))
     M = A if axis == 1 else A.mT  # work on columns of M
     if oversample is not None:
-        if not isinstance(oversample, numbers.Integral) or isinstance(oversample, bool):
-            raise TypeError(f"oversample must be an integer or None; got {oversample!r}")
-        if oversample < 0:
-            raise ValueError(f"oversample (={oversample}) must be >= 0")
-        l = min(rank + int(oversample), M.shape[0])
+        l = min(rank + oversample, M.shape[0])
         gen = make_generator(seed, M.device)
         Omega = torch.randn(l, M.shape[0], generator=gen, dtype=M.dtype, device=M.device)
         M_qr = Omega @ M  # (l, N): a sketch with (nearly) the column dependencies of M

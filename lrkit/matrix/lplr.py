@@ -22,14 +22,14 @@ quantization range (see ``quant.py``).
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 
-from ..core._checks import as_matrix, check_bits, check_choice, check_rank, warn_adjusted
+from ..core._checks import as_matrix, check_rank, warn_adjusted
 from ..core._linalg import lstsq
+from ..core._params import checked
 from ..core._random import make_generator
-from ..core.factorization import Factorization
+from ..core.factorization import Factorization, dtype_bits
 from ..core.quant import QuantizedMatrix, _check_layout, quant_nbits, quantize
 
 __all__ = ["QuantizedLowRank", "lplr", "dsvd_quant", "lplr_max_rank", "rank_for_bits"]
@@ -71,15 +71,15 @@ class QuantizedLowRank(Factorization):
         return f"rank={self.rank}, bits=({self.L.bits}, {self.R.bits}), scales={self.L.scales!r}"
 
 
-def _check(A, rank, bits_left, bits_right, scales, group_size):
+def _check(A, rank, scales, group_size):
     A = as_matrix(A, "A")
     rank = check_rank(rank, A.shape)
-    bits_left, bits_right = check_bits(bits_left, "bits_left"), check_bits(bits_right, "bits_right")
     _check_layout(scales, 0, group_size, (A.shape[0], rank))
     _check_layout(scales, 1, group_size, (rank, A.shape[1]))
-    return A, rank, bits_left, bits_right
+    return A, rank
 
 
+@checked
 def lplr(
     A,
     rank: int,
@@ -111,12 +111,13 @@ def lplr(
         Ranges ``[-max|x|, max|x|]`` (the paper's quantizer) or ``[min, max]``.
     scale_dtype : torch.dtype, default float32
         Width at which every range number is stored (and counted in ``.nbits``), whatever
-        A's dtype; :func:`rank_for_bits` assumes the same 32 bits by default.
+        A's dtype; :func:`rank_for_bits` takes the same ``scale_dtype``.
     sketch : {"gaussian"}
         The paper's sketch: i.i.d. N(0, 1) entries (scaling does not matter: L is refit).
     n_iter : int, default 0
         Optional power iterations ``(A A^T)^q A S`` (an extension, not in the paper's
         Algorithm 1): the sketch then follows the top singular directions more closely.
+        At most 1000 (``MAX_POWER_ITER``).
     seed : int, torch.Generator or None
         Randomness of the sketch.
 
@@ -124,10 +125,7 @@ def lplr(
     -------
     QuantizedLowRank with ``.L`` (n x k) and ``.R`` (k x d).
     """
-    A, rank, bits_left, bits_right = _check(A, rank, bits_left, bits_right, scales, group_size)
-    check_choice(sketch, "sketch", ("gaussian",))
-    if not isinstance(n_iter, numbers.Integral) or n_iter < 0:
-        raise ValueError(f"n_iter (={n_iter!r}) must be an integer >= 0")
+    A, rank = _check(A, rank, scales, group_size)
     gen = make_generator(seed, A.device)
     S = torch.randn((A.shape[1], rank), generator=gen, dtype=A.dtype, device=A.device)  # (d, k)
     Y = A @ S  # (n, k): step 1
@@ -147,6 +145,7 @@ def lplr(
     return QuantizedLowRank(L, R)
 
 
+@checked
 def dsvd_quant(
     A,
     rank: int,
@@ -162,7 +161,7 @@ def dsvd_quant(
 
     Same parameters and result type as :func:`lplr`; deterministic (exact truncated SVD).
     """
-    A, rank, bits_left, bits_right = _check(A, rank, bits_left, bits_right, scales, group_size)
+    A, rank = _check(A, rank, scales, group_size)
     U, S, Vh = torch.linalg.svd(A, full_matrices=False)
     kw = dict(scales=scales, group_size=group_size, symmetric=symmetric, scale_dtype=scale_dtype)
     L = quantize(U[:, :rank], bits_left, axis=0, **kw)
@@ -170,25 +169,24 @@ def dsvd_quant(
     return QuantizedLowRank(L, R)
 
 
+@checked
 def lplr_max_rank(
-    shape, compression_ratio: float, bits_left: int, bits_right: int, bits_ref: int
+    shape, compression_ratio: float, bits_left: int, bits_right: int, ref_bits: int
 ) -> int:
     """The paper's rank budget: ``floor(cr * n * d * b_ref / (n * b1 + d * b2))``.
 
     The largest k whose factors (codes only, as the paper counts) take ``cr`` times the
-    storage of the n x d matrix at ``bits_ref`` bits per entry. For 1000 x 1000, b1 = 4,
+    storage of the n x d matrix at ``ref_bits`` bits per entry. For 1000 x 1000, b1 = 4,
     b2 = 8, cr = 1: 83 at b_ref = 1 and 166 at b_ref = 2. Quantization ranges are not
     counted here (they are in :func:`rank_for_bits`).
     """
-    n, d = (int(x) for x in shape[-2:])
-    if not compression_ratio > 0:
-        raise ValueError(f"compression_ratio (={compression_ratio}) must be > 0")
-    b1, b2 = check_bits(bits_left, "bits_left"), check_bits(bits_right, "bits_right")
-    if not (isinstance(bits_ref, numbers.Integral) and bits_ref >= 1):
-        raise ValueError(f"bits_ref (={bits_ref!r}) must be a positive integer")
-    return math.floor(compression_ratio * n * d * bits_ref / (n * b1 + d * b2) + 1e-9)
+    n, d = shape[-2:]
+    return math.floor(
+        compression_ratio * n * d * ref_bits / (n * bits_left + d * bits_right) + 1e-9
+    )
 
 
+@checked
 def rank_for_bits(
     shape,
     bits_per_entry: float,
@@ -197,22 +195,24 @@ def rank_for_bits(
     bits_right: int,
     scales: str = "tensor",
     group_size: int | None = None,
-    scale_bits: int = 32,
+    scale_dtype: torch.dtype = torch.float32,
 ) -> int:
     """Largest rank whose :class:`QuantizedLowRank` (codes *and* ranges, as ``.nbits``
     counts them) fits ``bits_per_entry`` bits per entry of the n x d matrix.
 
-    Raises if even rank 1 does not fit. Ranks above ``min(n, d)`` are not considered.
+    ``scales``, ``group_size`` and ``scale_dtype`` are those :func:`lplr` will be given (the
+    ranges are stored at ``scale_dtype``'s width). Raises if even rank 1 does not fit. Ranks
+    above ``min(n, d)`` are not considered.
     """
-    n, d = (int(x) for x in shape[-2:])
-    b1, b2 = check_bits(bits_left, "bits_left"), check_bits(bits_right, "bits_right")
-    if not bits_per_entry > 0:
-        raise ValueError(f"bits_per_entry (={bits_per_entry}) must be > 0")
+    n, d = shape[-2:]
+    _check_layout(scales, 0, group_size, (n, 1))  # the layouts of L (n, k) and R (k, d)
+    _check_layout(scales, 1, group_size, (1, d))
     budget = bits_per_entry * n * d
     best = 0
+    kw = dict(scales=scales, group_size=group_size, scale_bits=dtype_bits(scale_dtype))
     for k in range(1, min(n, d) + 1):
-        kw = dict(scales=scales, group_size=group_size, scale_bits=scale_bits)
-        cost = quant_nbits((n, k), b1, axis=0, **kw) + quant_nbits((k, d), b2, axis=1, **kw)
+        cost = quant_nbits((n, k), bits_left, axis=0, **kw)
+        cost += quant_nbits((k, d), bits_right, axis=1, **kw)
         if cost > budget:
             break
         best = k

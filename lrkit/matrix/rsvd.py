@@ -19,19 +19,16 @@ sparse matrix or a linear operator (see ``_operator.py``).
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 
-from ..core._checks import check_choice, check_positive_int, warn_adjusted
+from ..core._checks import as_matrix, check_rank, warn_adjusted
 from ..core._linalg import orth_rows, svd_flip
 from ..core._operator import Operator, as_operator
+from ..core._params import checked
 from ..core._random import make_generator
 from ..core.factorization import LowRank
 
 __all__ = ["range_finder", "rsvd", "lowrank_from_basis"]
-
-NORMALIZERS = ("qr", "lu", "none")
 
 
 # -- orthonormalizing a block of rows ---------------------------------------------------------
@@ -81,20 +78,6 @@ def _sketch_size(rank: int, oversample: int, shape) -> int:
     return l
 
 
-def _check_common(op: Operator, rank, oversample, n_iter, normalizer):
-    rank = check_positive_int(rank, "rank")
-    m, n = op.shape[-2], op.shape[-1]
-    if rank > min(m, n):
-        raise ValueError(
-            f"rank (={rank}) must be <= min(m, n) = {min(m, n)} for shape {tuple(op.shape)}"
-        )
-    for value, name in ((oversample, "oversample"), (n_iter, "n_iter")):
-        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"{name} (={value!r}) must be an integer >= 0")
-    check_choice(normalizer, "normalizer", NORMALIZERS)
-    return rank, int(oversample), int(n_iter)
-
-
 def _range_rows(op: Operator, l: int, n_iter: int, normalizer: str, seed) -> torch.Tensor:
     """Orthonormal rows Q^T (..., l, m) whose span approximates the top row space of A^T."""
     gen = make_generator(seed, op.device)
@@ -110,6 +93,7 @@ def _range_rows(op: Operator, l: int, n_iter: int, normalizer: str, seed) -> tor
     return orth_rows(Qt)  # the final basis is always orthonormal
 
 
+@checked
 def range_finder(
     A, rank: int, *, oversample: int = 10, n_iter: int = 2, normalizer: str = "lu", seed=None
 ) -> torch.Tensor:
@@ -130,7 +114,8 @@ def range_finder(
     n_iter : int, default 2
         Power iterations q. Each costs two more passes over A and improves the tail factor to
         ``(s_{k+1}/s_k)^(2q+1)``; 2 is enough for most spectra that decay at all (torch's
-        ``svd_lowrank`` uses 2 as well); raise it for a flat spectrum.
+        ``svd_lowrank`` uses 2 as well); raise it for a flat spectrum. At most 1000
+        (``MAX_POWER_ITER``): beyond that no float can tell the difference.
     normalizer : {"lu", "qr", "none"}, default "lu"
         How the block is re-normalized between power steps so rounding does not wash out the
         small singular directions. "qr": orthonormal (most stable, slowest). "lu": ``P L``
@@ -145,7 +130,7 @@ def range_finder(
     torch.Tensor of shape (..., m, l), orthonormal columns, on A's device.
     """
     op = as_operator(A)
-    rank, oversample, n_iter = _check_common(op, rank, oversample, n_iter, normalizer)
+    rank = check_rank(rank, op.shape)
     l = _sketch_size(rank, oversample, op.shape)
     return _range_rows(op, l, n_iter, normalizer, seed).mT
 
@@ -164,20 +149,34 @@ def _svd_of_rows(op: Operator, Qt: torch.Tensor, rank: int | None) -> LowRank:
     return LowRank(U.contiguous(), S[..., :k].contiguous(), Vh.contiguous())
 
 
+@checked
 def lowrank_from_basis(A, Q, rank: int | None = None) -> LowRank:
     """SVD of ``Q Q^T A`` for a basis ``Q`` (m x l, orthonormal columns), truncated to ``rank``.
 
     Use it to turn the output of :func:`range_finder` or :func:`adaptive_range_finder` into a
     :class:`LowRank` (Halko Alg. 5.1). Costs one pass over A.
+
+    Q must be real, 2-D (or a stack matching A's) and orthonormal: ``||Q^T Q - I||_2`` at
+    most ``sqrt(eps)`` of A's dtype. A Householder QR (what every lrkit range finder returns)
+    is orthonormal to a small multiple of eps, many orders below that bound; a basis that
+    is not orthonormal would make ``Q Q^T A`` an oblique projection and the result silently
+    wrong, so it is refused.
     """
     op = as_operator(A)
-    Q = torch.as_tensor(Q).to(device=op.device, dtype=op.dtype)
+    Q = as_matrix(Q, "Q", batched=True).to(device=op.device, dtype=op.dtype)
     if Q.shape[-2] != op.shape[-2]:
         raise ValueError(
             f"Q has {Q.shape[-2]} rows but A has {op.shape[-2]}; need Q of shape (m, l)"
         )
+    eye = torch.eye(Q.shape[-1], dtype=Q.dtype, device=Q.device)
+    off = float(torch.linalg.matrix_norm(Q.mT @ Q - eye, ord=2).max())
+    bound = torch.finfo(Q.dtype).eps ** 0.5
+    if not off <= bound:
+        raise ValueError(
+            f"Q must have orthonormal columns: ||Q^T Q - I||_2 (={off:.3g}) must be <= "
+            f"sqrt(eps) = {bound:.3g}; orthonormalize it first (torch.linalg.qr(Q).Q)"
+        )
     if rank is not None:
-        rank = check_positive_int(rank, "rank")
         if rank > Q.shape[-1]:
             raise ValueError(
                 f"rank (={rank}) must be <= the number of columns of Q = {Q.shape[-1]}"
@@ -185,6 +184,7 @@ def lowrank_from_basis(A, Q, rank: int | None = None) -> LowRank:
     return _svd_of_rows(op, Q.mT, rank)
 
 
+@checked
 def rsvd(
     A, rank: int, *, oversample: int = 10, n_iter: int = 2, normalizer: str = "lu", seed=None
 ) -> LowRank:
@@ -207,7 +207,7 @@ def rsvd(
     True
     """
     op = as_operator(A)
-    rank, oversample, n_iter = _check_common(op, rank, oversample, n_iter, normalizer)
+    rank = check_rank(rank, op.shape)
     l = _sketch_size(rank, oversample, op.shape)
     Qt = _range_rows(op, l, n_iter, normalizer, seed)
     return _svd_of_rows(op, Qt, rank)

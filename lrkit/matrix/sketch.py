@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import torch
 
-from ..core._checks import as_matrix, check_positive_int, warn_adjusted
+from ..core._checks import as_matrix, check_positive_int, check_rank, warn_adjusted
 from ..core._linalg import lstsq, svd_flip
+from ..core._params import checked
 from ..core._random import make_generator
-from ..core.factorization import LowRank
+from ..core.factorization import LowRank, dtype_bits
 
 __all__ = ["StreamingSketch"]
 
@@ -54,6 +55,7 @@ class StreamingSketch:
     >>> approx = sk.to_lowrank()                        # doctest: +SKIP
     """
 
+    @checked
     def __init__(
         self,
         shape,
@@ -65,18 +67,10 @@ class StreamingSketch:
         device="cpu",
         seed=None,
     ):
-        if len(shape) != 2:
-            raise ValueError(f"shape (={tuple(shape)}) must be (m, n)")
-        m, n = (check_positive_int(d, "shape entry") for d in shape)
-        self.rank = check_positive_int(rank, "rank")
-        if self.rank > min(m, n):
-            raise ValueError(f"rank (={rank}) must be <= min(m, n) = {min(m, n)}")
-        k = (
-            2 * self.rank + 1
-            if range_size is None
-            else check_positive_int(range_size, "range_size")
-        )
-        l = 2 * k + 1 if corange_size is None else check_positive_int(corange_size, "corange_size")
+        m, n = shape
+        self.rank = check_rank(rank, shape)
+        k = 2 * self.rank + 1 if range_size is None else range_size
+        l = 2 * k + 1 if corange_size is None else corange_size
         if k < self.rank:
             raise ValueError(f"range_size (={k}) must be >= rank (={self.rank})")
         if l <= k and corange_size is not None:
@@ -93,9 +87,10 @@ class StreamingSketch:
         self.W = torch.zeros((l, n), **kw)  # Psi A
 
     @property
-    def nbytes(self) -> int:
-        """Memory held by the sketch and its test matrices, in bytes."""
-        return sum(t.numel() * t.element_size() for t in (self.Omega, self.Psi, self.Y, self.W))
+    def nbits(self) -> int:
+        """Storage held by the sketch and its test matrices, in bits (as ``.nbits`` of every
+        lrkit result counts it)."""
+        return sum(t.numel() * dtype_bits(t.dtype) for t in (self.Omega, self.Psi, self.Y, self.W))
 
     def _block(self, block, name):
         return as_matrix(block, name).to(device=self.Y.device, dtype=self.Y.dtype)

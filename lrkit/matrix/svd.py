@@ -17,11 +17,13 @@ import torch
 
 from ..core._checks import as_matrix, check_rank
 from ..core._linalg import svd_flip
+from ..core._params import checked
 from ..core.factorization import LowRank
 
 __all__ = ["truncated_svd", "svd_flip"]
 
 
+@checked
 def truncated_svd(A, rank: int) -> LowRank:
     """Best rank-``rank`` approximation of ``A`` from its singular value decomposition.
 

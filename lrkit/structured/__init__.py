@@ -3,7 +3,7 @@
 Each family keeps its factors as plain tensors (autograd flows through them), applies itself
 without forming the dense matrix, and keeps the slow dense product beside the fast one:
 
-- ``kron_approx(A, left_shape, *, rank=1)`` -> ``KroneckerSum``: the best sum of Kronecker
+- ``kron_approx(A, left_shape, rank=1)`` -> ``KroneckerSum``: the best sum of Kronecker
   products (Van Loan & Pitsianis 1993);
 - ``monarch_project(A, nblocks)`` -> ``Monarch``: the closest ``P L P^T R`` with block-diagonal
   L and R (Dao et al. 2022);

@@ -38,10 +38,11 @@ import math
 
 import torch
 
-from ..core._checks import check_positive_int
+from ..core._checks import as_matrix, as_tensor, check_power_of_two
+from ..core._params import checked
 from ..core._random import make_generator
 from ..core.factorization import as_history
-from ._complex import ComplexAware, as_matrix_c, as_tensor_c
+from ._complex import ComplexAware
 
 __all__ = [
     "Butterfly",
@@ -54,16 +55,10 @@ __all__ = [
 ]
 
 
-def _check_power_of_two(n, name: str = "n") -> int:
-    n = check_positive_int(n, name)
-    if n < 2 or n & (n - 1):
-        raise ValueError(f"{name} (={n}) must be a power of two >= 2 (2, 4, 8, ...)")
-    return n
-
-
+@checked
 def bit_reversal_permutation(n: int, device=None) -> torch.Tensor:
     """The bit-reversal permutation of range(n), n = 2^L, as indices: ``P x = x[perm]``."""
-    n = _check_power_of_two(n)
+    n = check_power_of_two(n, "n")
     L = n.bit_length() - 1
     idx = torch.arange(n, device=device)  # (n,)
     rev = torch.zeros_like(idx)
@@ -84,6 +79,7 @@ def _level_dense(tw: torch.Tensor, h: int) -> torch.Tensor:
     return F.index_put((bot, top), tw[:, 1, 0]).index_put((bot, bot), tw[:, 1, 1])
 
 
+@checked
 def butterfly_factors(twiddle: torch.Tensor, bit_reversal: bool = False) -> list[torch.Tensor]:
     """The dense n x n factors in the order they act: ``[P (if bit_reversal), F_0, ...,
     F_{L-1}]``. twiddle (L, n/2, 2, 2)."""
@@ -94,6 +90,7 @@ def butterfly_factors(twiddle: torch.Tensor, bit_reversal: bool = False) -> list
     return perm + [_level_dense(twiddle[t], 2**t) for t in range(L)]
 
 
+@checked
 def butterfly_dense(twiddle: torch.Tensor, bit_reversal: bool = False) -> torch.Tensor:
     """The dense ``F_{L-1} ... F_0 (P)``, one dense factor at a time: the slow, obviously
     correct one. twiddle (L, n/2, 2, 2)."""
@@ -104,6 +101,7 @@ def butterfly_dense(twiddle: torch.Tensor, bit_reversal: bool = False) -> torch.
     return M
 
 
+@checked
 def butterfly_matmul(
     twiddle: torch.Tensor, X: torch.Tensor, bit_reversal: bool = False, *, transpose=False
 ) -> torch.Tensor:
@@ -157,7 +155,7 @@ class Butterfly(ComplexAware):
     _fields = ("twiddle",)
 
     def __init__(self, twiddle, *, bit_reversal: bool = False, history=None):
-        tw = as_tensor_c(twiddle, "twiddle", keep_graph=True)
+        tw = as_tensor(twiddle, "twiddle", keep_grad=True, allow_complex=True)
         if tw.ndim != 4 or tw.shape[2:] != (2, 2) or tw.shape[0] < 1:
             raise ValueError(f"twiddle must have shape (L, n/2, 2, 2); got {tuple(tw.shape)}")
         L, half = tw.shape[0], tw.shape[1]
@@ -170,11 +168,12 @@ class Butterfly(ComplexAware):
         self.history = as_history(() if history is None else history)
 
     @classmethod
+    @checked
     def fft(cls, n: int, *, dtype=torch.complex64, device=None) -> Butterfly:
         """The unnormalized DFT, ``F[j, k] = exp(-2 pi i j k / n)``, exactly: ``@ x`` equals
         ``torch.fft.fft(x, dim=0)``. Cooley-Tukey radix-2, decimation in time. ``dtype`` is
         complex64 or complex128: the DFT has complex entries."""
-        n = _check_power_of_two(n)
+        n = check_power_of_two(n, "n")
         _check_dtype(dtype, (torch.complex64, torch.complex128), "the DFT has complex entries")
         L = n.bit_length() - 1
         levels = []
@@ -187,10 +186,11 @@ class Butterfly(ComplexAware):
         return cls(torch.stack(levels).to(device=device, dtype=dtype), bit_reversal=True)
 
     @classmethod
+    @checked
     def hadamard(cls, n: int, *, dtype=torch.float32, device=None) -> Butterfly:
         """Sylvester's Hadamard matrix (entries +-1, equal to ``scipy.linalg.hadamard(n)``),
         in ``dtype``: float32, float64, complex64 or complex128."""
-        n = _check_power_of_two(n)
+        n = check_power_of_two(n, "n")
         _check_dtype(dtype, _TWIDDLE_DTYPES, "the factors are floating-point")
         h2 = torch.tensor([[1.0, 1.0], [1.0, -1.0]], dtype=dtype, device=device)
         return cls(h2.expand(n.bit_length() - 1, n // 2, 2, 2).clone())
@@ -224,14 +224,15 @@ class Butterfly(ComplexAware):
 
 
 def _as_square_pow2(A) -> torch.Tensor:
-    A = as_matrix_c(A, "A")
+    A = as_matrix(A, "A", allow_complex=True)
     if A.shape[0] != A.shape[1]:
         raise ValueError(f"A must be square for a butterfly; got shape {tuple(A.shape)}")
-    _check_power_of_two(A.shape[0], "n")
+    check_power_of_two(A.shape[0], "n")
     return A
 
 
 # -- fitting by gradient descent (Dao et al. 2019: recovering fast transforms) ----------------
+@checked
 def butterfly_fit(
     A,
     *,
@@ -250,7 +251,8 @@ def butterfly_fit(
     ----------
     A : numpy.ndarray or torch.Tensor, shape (n, n), n a power of two
         Real or complex (a complex A gives complex twiddles). Never modified.
-    n_steps, lr : Adam's number of steps and learning rate.
+    n_steps, lr : Adam's number of steps (at most 100000: ``history`` holds one number per
+        step) and learning rate (> 0).
     seed : int, torch.Generator or None
         The random start; the same seed gives the same result.
     bit_reversal : bool
@@ -266,9 +268,6 @@ def butterfly_fit(
         of the result.
     """
     A = _as_square_pow2(A)
-    n_steps = check_positive_int(n_steps, "n_steps")
-    if not (isinstance(lr, int | float) and lr > 0):
-        raise ValueError(f"lr (={lr!r}) must be a positive number")
     n, L = A.shape[0], A.shape[0].bit_length() - 1
     gen = make_generator(seed, A.device)
     real = A.real.dtype if A.is_complex() else A.dtype
@@ -298,6 +297,7 @@ def butterfly_fit(
 
 
 # -- the hierarchical projection (Le Magoarou & Gribonval 2016; Zheng et al. 2023) ------------
+@checked
 def butterfly_project(A, *, bit_reversal: bool = False) -> Butterfly:
     """A butterfly close to ``A`` in closed form: L-1 rounds of batched rank-one SVDs.
 

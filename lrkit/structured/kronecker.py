@@ -24,20 +24,19 @@ from __future__ import annotations
 
 import torch
 
-from ..core._checks import check_positive_int, check_rank
+from ..core._checks import as_matrix, as_tensor, check_rank
 from ..core._linalg import svd_flip
-from ._complex import ComplexAware, as_matrix_c, as_tensor_c
+from ..core._params import checked
+from ._complex import ComplexAware
 
 __all__ = ["KroneckerSum", "kron_approx", "kron_rearrange", "kron_matmul", "kron_dense"]
 
 
 # -- the rearrangement (Van Loan & Pitsianis 1993) --------------------------------------------
 def _check_left_shape(left_shape, shape) -> tuple[int, int, int, int]:
-    """(m1, n1, m2, n2) with m = m1 m2 and n = n1 n2, or a clear error."""
-    if not isinstance(left_shape, tuple | list) or len(left_shape) != 2:
-        raise TypeError(f"left_shape must be a pair (m1, n1); got {left_shape!r}")
-    m1 = check_positive_int(left_shape[0], "left_shape[0]")
-    n1 = check_positive_int(left_shape[1], "left_shape[1]")
+    """(m1, n1, m2, n2) with m = m1 m2 and n = n1 n2, or a clear error. ``left_shape`` is
+    already a pair of positive ints (the table's ``Shape(2)``)."""
+    m1, n1 = left_shape
     m, n = shape[-2], shape[-1]
     if m % m1:
         raise ValueError(f"left_shape[0] (={m1}) must divide the number of rows of A, m = {m}")
@@ -52,6 +51,7 @@ def _rearrange(A: torch.Tensor, m1: int, n1: int, m2: int, n2: int) -> torch.Ten
     return T.permute(0, 2, 1, 3).reshape(m1 * n1, m2 * n2)  # (m1 n1, m2 n2)
 
 
+@checked
 def kron_rearrange(A, left_shape: tuple[int, int]) -> torch.Tensor:
     """The Van Loan-Pitsianis rearrangement R(A), of shape (m1 n1, m2 n2).
 
@@ -59,16 +59,18 @@ def kron_rearrange(A, left_shape: tuple[int, int]) -> torch.Tensor:
     row-major, so ``R(torch.kron(B, C)) = outer(B.flatten(), C.flatten())``. Its singular
     values tell how well sums of Kronecker products of these shapes can fit A.
     """
-    A = as_matrix_c(A, "A")
+    A = as_matrix(A, "A", allow_complex=True)
     return _rearrange(A, *_check_left_shape(left_shape, A.shape))
 
 
 # -- the product: reference and fast ----------------------------------------------------------
+@checked
 def kron_dense(B: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
     """The dense matrix ``sum_k torch.kron(B[k], C[k])``: the slow, obviously correct one."""
     return sum(torch.kron(b, c) for b, c in zip(B, C, strict=True))
 
 
+@checked
 def kron_matmul(B: torch.Tensor, C: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
     """``(sum_k B[k] ⊗ C[k]) @ X`` without forming the Kronecker products.
 
@@ -152,7 +154,7 @@ class KroneckerSum(ComplexAware):
 
 def _factor(x, name: str) -> torch.Tensor:
     """A stack (rank, rows, cols) of factors; a torch tensor is kept as is (autograd)."""
-    t = as_tensor_c(x, name, min_ndim=2, keep_graph=True)
+    t = as_tensor(x, name, min_ndim=2, keep_grad=True, allow_complex=True)
     if t.ndim == 2:
         t = t.unsqueeze(0)  # (1, rows, cols): one term
     if t.ndim != 3:
@@ -161,7 +163,8 @@ def _factor(x, name: str) -> torch.Tensor:
 
 
 # -- the approximation: a truncated SVD of the rearrangement (Van Loan & Pitsianis 1993) -----
-def kron_approx(A, left_shape: tuple[int, int], *, rank: int = 1) -> KroneckerSum:
+@checked
+def kron_approx(A, left_shape: tuple[int, int], rank: int = 1) -> KroneckerSum:
     """The best sum of ``rank`` Kronecker products ``B_k ⊗ C_k`` in the Frobenius norm.
 
     Parameters
@@ -173,9 +176,10 @@ def kron_approx(A, left_shape: tuple[int, int], *, rank: int = 1) -> KroneckerSu
     left_shape : (m1, n1)
         Shape of every B_k. It must divide A's shape; the right shape (m2, n2) of every C_k
         is ``(m // m1, n // n1)``.
-    rank : int
+    rank : int, default 1
         Number of terms, ``1 <= rank <= min(m1 n1, m2 n2)`` (the size of the rearranged
-        matrix ``kron_rearrange(A, left_shape)``).
+        matrix ``kron_rearrange(A, left_shape)``). Positional, as everywhere in lrkit; it
+        defaults to 1, the nearest Kronecker product, the problem's classic form.
 
     Returns
     -------
@@ -194,7 +198,7 @@ def kron_approx(A, left_shape: tuple[int, int], *, rank: int = 1) -> KroneckerSu
     >>> torch.allclose(K.to_dense(), torch.kron(B, C))
     True
     """
-    A = as_matrix_c(A, "A")
+    A = as_matrix(A, "A", allow_complex=True)
     m1, n1, m2, n2 = _check_left_shape(left_shape, A.shape)
     R = _rearrange(A, m1, n1, m2, n2)  # (m1 n1, m2 n2)
     try:

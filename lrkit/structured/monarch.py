@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import torch
 
-from ..core._checks import check_positive_int
-from ._complex import ComplexAware, as_matrix_c, as_tensor_c
+from ..core._checks import as_matrix, as_tensor
+from ..core._params import checked
+from ._complex import ComplexAware
 
 __all__ = ["Monarch", "monarch_project", "monarch_matmul", "monarch_rmatmul", "monarch_dense"]
 
@@ -39,6 +40,7 @@ def _grid_transpose(m: int, b: int, device) -> torch.Tensor:
     return torch.arange(m, device=device).reshape(b, m // b).T.flatten()  # (m,)
 
 
+@checked
 def monarch_dense(L: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
     """The dense matrix ``P L P^T R``, built factor by factor: the slow, obviously correct one."""
     q, b, _ = L.shape  # q = m / b blocks of size b x b
@@ -47,6 +49,7 @@ def monarch_dense(L: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
     return Pt.T @ torch.block_diag(*L) @ Pt @ torch.block_diag(*R)  # (m, m)(m, m)(m, m)(m, n)
 
 
+@checked
 def monarch_matmul(L: torch.Tensor, R: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
     """``(P L P^T R) @ X`` by two batched matmuls and two permutations.
 
@@ -66,6 +69,7 @@ def monarch_matmul(L: torch.Tensor, R: torch.Tensor, X: torch.Tensor) -> torch.T
     return Y.squeeze(-1) if vector else Y
 
 
+@checked
 def monarch_rmatmul(L: torch.Tensor, R: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
     """``X @ (P L P^T R)`` for X (m,) or (..., p, m): the same steps, transposed and reversed."""
     q, b, _ = L.shape
@@ -133,13 +137,14 @@ class Monarch(ComplexAware):
 
 def _factor(x, name: str) -> torch.Tensor:
     """A stack of blocks (count, rows, cols); a torch tensor is kept as is (autograd)."""
-    t = as_tensor_c(x, name, min_ndim=3, keep_graph=True)
+    t = as_tensor(x, name, min_ndim=3, keep_grad=True, allow_complex=True)
     if t.ndim != 3:
         raise ValueError(f"{name} must be a stack of blocks (count, rows, cols); got {t.ndim}-D")
     return t
 
 
 # -- the projection (Dao et al. 2022, section 3: closed form, optimal) ------------------------
+@checked
 def monarch_project(A, nblocks: int) -> Monarch:
     """The Monarch matrix closest to ``A`` in the Frobenius norm, in closed form.
 
@@ -171,9 +176,9 @@ def monarch_project(A, nblocks: int) -> Monarch:
     >>> torch.allclose(monarch_project(M.to_dense(), 4).to_dense(), M.to_dense())
     True
     """
-    A = as_matrix_c(A, "A")
+    A = as_matrix(A, "A", allow_complex=True)
     m, n = A.shape
-    b = check_positive_int(nblocks, "nblocks")
+    b = nblocks
     for size, what in ((m, "rows"), (n, "columns")):
         if size % b:
             raise ValueError(f"nblocks (={b}) must divide the number of {what} of A, {size}")

@@ -17,6 +17,7 @@ import math
 import torch
 
 from ..core._linalg import svd_flip
+from ..core._params import checked
 
 __all__ = [
     "unfold",
@@ -29,11 +30,13 @@ __all__ = [
 ]
 
 
+@checked
 def unfold(T: torch.Tensor, mode: int) -> torch.Tensor:
     """Mode-``mode`` matricization: (I_0, ..., I_{N-1}) -> (I_mode, prod of the others)."""
     return T.movedim(mode, 0).reshape(T.shape[mode], -1)  # (I_n, prod_{m != n} I_m)
 
 
+@checked
 def fold(M: torch.Tensor, mode: int, shape) -> torch.Tensor:
     """Inverse of :func:`unfold`: (I_mode, prod of the others) -> ``shape``."""
     shape = list(shape)
@@ -41,6 +44,7 @@ def fold(M: torch.Tensor, mode: int, shape) -> torch.Tensor:
     return M.reshape(moved).movedim(0, mode)  # (I_0, ..., I_{N-1})
 
 
+@checked
 def mode_dot(T: torch.Tensor, M: torch.Tensor, mode: int) -> torch.Tensor:
     """Mode-n product ``T x_n M`` (Kolda & Bader, Sec. 2.5): M (J, I_n) replaces mode n by J.
 
@@ -50,6 +54,7 @@ def mode_dot(T: torch.Tensor, M: torch.Tensor, mode: int) -> torch.Tensor:
     return out.movedim(0, mode)  # (I_0, .., J, .., I_{N-1})
 
 
+@checked
 def multi_mode_dot(T: torch.Tensor, matrices, skip: int | None = None) -> torch.Tensor:
     """``T x_0 M_0 x_1 M_1 ...``, leaving out mode ``skip``. Modes whose matrix is ``None``
     are left alone. Smallest outputs first would be cheaper; in order is clearer and, for
@@ -60,6 +65,7 @@ def multi_mode_dot(T: torch.Tensor, matrices, skip: int | None = None) -> torch.
     return T
 
 
+@checked
 def khatri_rao(matrices) -> torch.Tensor:
     """Column-wise Kronecker product of matrices (I_k, R): result (prod I_k, R).
 
@@ -100,13 +106,6 @@ def leading_left_vectors(M: torch.Tensor, k: int, *, seed=None) -> torch.Tensor:
 
 def prod(values) -> int:
     return math.prod(int(v) for v in values)
-
-
-def check_tol(tol) -> float:
-    """A convergence tolerance: a real number >= 0."""
-    if isinstance(tol, bool) or not isinstance(tol, int | float) or not tol >= 0:
-        raise ValueError(f"tol (={tol!r}) must be a real number >= 0")
-    return float(tol)
 
 
 def to_backend(t: torch.Tensor, tl):

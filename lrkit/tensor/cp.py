@@ -22,11 +22,11 @@ import math
 
 import torch
 
-from ..core._checks import as_tensor, check_choice, check_positive_int
+from ..core._checks import as_tensor
+from ..core._params import checked
 from ..core._random import make_generator
 from ..core.factorization import Factorization, as_history
 from ._ops import (
-    check_tol,
     common_dtype,
     from_backend,
     khatri_rao,
@@ -63,7 +63,10 @@ class CPTensor(Factorization):
                     f"with R = {R} columns"
                 )
             if A.device != factors[0].device:
-                raise ValueError(f"factors live on different devices: {A.device}, ...")
+                raise ValueError(
+                    f"factors[{i}] is on {A.device} but factors[0] on {factors[0].device}; "
+                    "every factor must live on one device"
+                )
         if weights is None:
             weights = torch.ones(R, dtype=factors[0].dtype, device=factors[0].device)
         weights = as_tensor(weights, "weights")
@@ -113,6 +116,7 @@ class CPTensor(Factorization):
         return TLCPTensor((to_backend(self.weights, tl), [to_backend(A, tl) for A in self.factors]))
 
     @classmethod
+    @checked
     def from_tensorly(cls, cp) -> CPTensor:
         """From a TensorLy ``CPTensor`` or a ``(weights, factors)`` pair of any backend."""
         import tensorly as tl
@@ -123,7 +127,6 @@ class CPTensor(Factorization):
 
 
 def _check_cp_rank(rank, shape) -> int:
-    rank = check_positive_int(rank, "rank")
     # Every tensor has CP rank <= the product of all its dimensions but the largest (write
     # it as a sum of fibres along the largest mode); a larger rank only adds redundancy.
     bound = prod(shape) // max(shape)
@@ -162,6 +165,7 @@ def _solve_normal(V: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
     return A_t.T
 
 
+@checked
 def cp_als(
     T, rank: int, *, init: str = "svd", n_iter_max: int = 100, tol: float = 1e-8, seed=None
 ) -> CPTensor:
@@ -178,7 +182,7 @@ def cp_als(
         "svd": leading left singular vectors of each unfolding (Gram matrix or randomized
         SVD for large unfoldings, see ``leading_left_vectors``). "random": Gaussian factors.
     n_iter_max : int, default 100
-        Maximum number of ALS sweeps (one update of every factor each).
+        Maximum number of ALS sweeps (one update of every factor each), at most 100000.
     tol : float, default 1e-8
         Stop when the relative error changes by less than ``tol`` between sweeps (TensorLy's
         rule). The error is computed from norms and inner products, never from the dense
@@ -197,9 +201,6 @@ def cp_als(
     """
     T = as_tensor(T, "T", min_ndim=3)
     rank = _check_cp_rank(rank, T.shape)
-    check_choice(init, "init", ("svd", "random"))
-    n_iter_max = check_positive_int(n_iter_max, "n_iter_max")
-    tol = check_tol(tol)
     gen = make_generator(seed, T.device)
 
     N = T.ndim

@@ -12,11 +12,10 @@ exponentially. TT-SVD sweeps left to right: truncate the SVD of the current (r_{
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 
-from ..core._checks import as_tensor, check_positive_int, warn_adjusted
+from ..core._checks import as_tensor, check_int_tuple, warn_adjusted
+from ..core._params import checked
 from ..core._random import make_generator
 from ..core.factorization import Factorization
 from ._ops import from_backend, leading_left_vectors, prod, to_backend
@@ -91,6 +90,7 @@ class TTTensor(Factorization):
         return TLTTTensor([to_backend(G, tl) for G in self.cores])
 
     @classmethod
+    @checked
     def from_tensorly(cls, tt) -> TTTensor:
         """From a TensorLy ``TTTensor`` or a list of cores of any backend."""
         import tensorly as tl
@@ -99,17 +99,8 @@ class TTTensor(Factorization):
 
 
 def _check_tt_ranks(rank, shape) -> tuple[int, ...]:
-    N = len(shape)
-    if isinstance(rank, int) and not isinstance(rank, bool):
-        rank = (rank,) * (N - 1)
-    if not isinstance(rank, Sequence) or len(rank) != N - 1:
-        raise ValueError(
-            f"rank (={rank!r}) must be an int or a sequence of {N - 1} bond ranks for a "
-            f"tensor of shape {tuple(shape)}"
-        )
     out = []
-    for k, r in enumerate(rank):
-        r = check_positive_int(r, f"rank[{k}]")
+    for k, r in enumerate(check_int_tuple(rank, "rank", len(shape) - 1)):  # N - 1 bond ranks
         bound = min(prod(shape[: k + 1]), prod(shape[k + 1 :]))
         if r > bound:
             warn_adjusted(
@@ -121,6 +112,7 @@ def _check_tt_ranks(rank, shape) -> tuple[int, ...]:
     return tuple(out)
 
 
+@checked
 def tt_svd(T, rank, *, seed=None) -> TTTensor:
     """Tensor-train decomposition by TT-SVD (Oseledets 2011, Alg. 1).
 

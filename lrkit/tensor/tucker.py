@@ -18,15 +18,14 @@ given factors is ``G = T x_0 U_0^T ... x_{N-1} U_{N-1}^T`` and ``||T - X||^2 = |
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import torch
 
-from ..core._checks import as_tensor, check_choice, check_positive_int
+from ..core._checks import as_tensor, check_int_tuple
+from ..core._params import checked
 from ..core._random import make_generator
 from ..core.factorization import Factorization, as_history
 from ._ops import (
-    check_tol,
     common_dtype,
     from_backend,
     leading_left_vectors,
@@ -110,6 +109,7 @@ class TuckerTensor(Factorization):
         )
 
     @classmethod
+    @checked
     def from_tensorly(cls, tucker) -> TuckerTensor:
         """From a TensorLy ``TuckerTensor`` or a ``(core, factors)`` pair of any backend."""
         import tensorly as tl
@@ -118,31 +118,23 @@ class TuckerTensor(Factorization):
         return cls(from_backend(core, tl), [from_backend(U, tl) for U in factors])
 
 
-def _check_ranks(ranks, shape) -> tuple[int, ...]:
-    N = len(shape)
-    if isinstance(ranks, int) and not isinstance(ranks, bool):
-        ranks = (ranks,) * N
-    if not isinstance(ranks, Sequence) or len(ranks) != N:
-        raise ValueError(
-            f"ranks (={ranks!r}) must be an int or a sequence of {N} ints, one per mode of "
-            f"the tensor of shape {tuple(shape)}"
-        )
-    ranks = tuple(check_positive_int(r, f"ranks[{n}]") for n, r in enumerate(ranks))
+def _check_ranks(rank, shape) -> tuple[int, ...]:
+    ranks = check_int_tuple(rank, "rank", len(shape))  # one per mode
     for n, (r, I_n) in enumerate(zip(ranks, shape, strict=True)):
         if r > I_n:
-            raise ValueError(f"ranks[{n}] (={r}) must be <= shape[{n}] = {I_n}")
+            raise ValueError(f"rank[{n}] (={r}) must be <= shape[{n}] = {I_n}")
         others = prod(ranks[:n] + ranks[n + 1 :])
         if r > others:
             raise ValueError(
-                f"ranks[{n}] (={r}) must be <= the product of the other ranks = {others}; "
+                f"rank[{n}] (={r}) must be <= the product of the other ranks = {others}; "
                 f"a larger core mode would be rank-deficient"
             )
     return ranks
 
 
-def _prepare(T, ranks):
+def _prepare(T, rank):
     T = as_tensor(T, "T", min_ndim=3)
-    return T, _check_ranks(ranks, T.shape)
+    return T, _check_ranks(rank, T.shape)
 
 
 def _rel_error(norm_T2: float, core: torch.Tensor) -> float:
@@ -177,7 +169,8 @@ def _sweep(Y: torch.Tensor, modes: list[int], factors, ranks, gen) -> torch.Tens
     return _sweep(multi_mode_dot(Y, proj), second, factors, ranks, gen)
 
 
-def hosvd(T, ranks, *, seed=None) -> TuckerTensor:
+@checked
+def hosvd(T, rank, *, seed=None) -> TuckerTensor:
     """Truncated higher-order SVD (De Lathauwer et al. 2000a).
 
     Parameters
@@ -185,8 +178,8 @@ def hosvd(T, ranks, *, seed=None) -> TuckerTensor:
     T : numpy.ndarray or torch.Tensor with at least 3 dimensions
         float32 and float64 keep their dtype; integer and half-precision input is computed in
         float32. The result lives on T's device. T is never modified.
-    ranks : int or sequence of ints
-        Core size per mode (an int means the same for every mode); ``1 <= ranks[n] <=
+    rank : int or sequence of ints
+        Core size per mode (an int means the same for every mode); ``1 <= rank[n] <=
         shape[n]`` and no more than the product of the other ranks.
     seed : int, torch.Generator or None
         Used only when an unfolding is large enough for the randomized SVD.
@@ -196,16 +189,17 @@ def hosvd(T, ranks, *, seed=None) -> TuckerTensor:
     TuckerTensor
         Orthonormal factors, core ``T x_n U_n^T``; ``history[0]`` is its relative error.
     """
-    T, ranks = _prepare(T, ranks)
+    T, ranks = _prepare(T, rank)
     gen = make_generator(seed, T.device)
     core, factors = _hosvd(T, ranks, gen)
     norm_T2 = float(torch.sum(T * T))
     return TuckerTensor(core, factors, history=[_rel_error(norm_T2, core)])
 
 
+@checked
 def hooi(
     T,
-    ranks,
+    rank,
     *,
     init: str = "svd",
     n_iter_max: int = 100,
@@ -216,11 +210,11 @@ def hooi(
 
     Parameters
     ----------
-    T, ranks : as in :func:`hosvd`.
+    T, rank : as in :func:`hosvd`.
     init : {"svd", "random"}, default "svd"
         "svd": start from the HOSVD. "random": orthonormalized Gaussian factors.
     n_iter_max : int, default 100
-        Maximum number of sweeps (one update of every factor each).
+        Maximum number of sweeps (one update of every factor each), at most 100000.
     tol : float, default 1e-8
         Stop when the relative error changes by less than ``tol`` between sweeps.
     seed : int, torch.Generator or None
@@ -232,10 +226,7 @@ def hooi(
         The best iterate seen (so never worse than the start; with ``init="svd"`` never worse
         than :func:`hosvd`). ``history`` lists the start's error, then each sweep's.
     """
-    T, ranks = _prepare(T, ranks)
-    check_choice(init, "init", ("svd", "random"))
-    n_iter_max = check_positive_int(n_iter_max, "n_iter_max")
-    tol = check_tol(tol)
+    T, ranks = _prepare(T, rank)
     gen = make_generator(seed, T.device)
     N, norm_T2 = T.ndim, float(torch.sum(T * T))
 
