@@ -3,10 +3,21 @@
 - :class:`FactorizedLinear`: any matrix result of lrkit as a trainable ``nn.Linear``
   replacement (``from_linear``, ``to_linear``, ``low_rank``, ``monarch``);
 - :class:`FactorizedConv2d`: a Conv2d as Tucker-2 or CP convolutions (``from_conv``,
-  ``to_conv``).
+  ``to_conv``);
+- :func:`compress_model` / :func:`decompress`: every selected layer of any torch model,
+  with a per-module :class:`CompressionReport`.
 """
 
+from .compress import CompressionReport, ModuleReport, compress_model, decompress
 from .conv import FactorizedConv2d
 from .linear import METHODS, FactorizedLinear
 
-__all__ = ["FactorizedConv2d", "FactorizedLinear", "METHODS"]
+__all__ = [
+    "METHODS",
+    "CompressionReport",
+    "FactorizedConv2d",
+    "FactorizedLinear",
+    "ModuleReport",
+    "compress_model",
+    "decompress",
+]

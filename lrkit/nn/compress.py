@@ -1,0 +1,349 @@
+"""Whole-model compression: replace a model's Linear and Conv2d layers by factorized ones.
+
+``compress_model`` speaks the conventions users know from PEFT and torchao:
+
+- ``target_modules``: a string is a regex matched against the whole qualified module name
+  (``re.fullmatch``); a list matches exact names or name suffixes (``"q_proj"`` matches
+  ``model.layers.0.self_attn.q_proj``); None takes every Linear and Conv2d;
+- ``exclude_modules``: the same forms, removed from the selection;
+- ``filter_fn(module, name) -> bool``, as in torchao's ``quantize_``;
+- output layers and embeddings (``lm_head``, ``embed_tokens``, ``embed_out``) are left alone
+  unless named by ``target_modules``, as PEFT leaves the output layer;
+- ``rank_pattern``: per-module ranks, a dict from a name or regex to a rank (PEFT's).
+
+Everything is checked and every new layer computed before the first module is replaced,
+so an error leaves the model as it was, also with ``inplace=True``. With ``inplace=False``
+(the default) the caller's model is never touched: a deep copy is compressed.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..core._checks import check_choice, check_positive_int, warn_adjusted
+from ..core.factorization import dtype_bits
+from .conv import FactorizedConv2d
+from .linear import METHODS, FactorizedLinear
+
+__all__ = ["compress_model", "decompress", "CompressionReport", "ModuleReport"]
+
+SUPPORTED = (nn.Linear, nn.Conv2d)
+OUTPUT_NAMES = ("lm_head", "embed_tokens", "embed_out")  # left dense unless targeted by name
+RANKED = ("svd", "rsvd", "lplr", "cur")  # linear methods whose size is a rank
+
+
+@dataclass
+class ModuleReport:
+    """One replaced (or skipped) module: sizes before and after."""
+
+    name: str
+    type: str
+    method: str
+    rank: object
+    params_before: int
+    params_after: int
+    nbits_before: int
+    nbits_after: int
+    note: str = ""
+
+
+@dataclass
+class CompressionReport:
+    """Per-module rows and the whole model's totals (parameters = stored floating values;
+    nbits = every stored bit, quantization codes at their width)."""
+
+    modules: list[ModuleReport] = field(default_factory=list)
+    params_before: int = 0
+    params_after: int = 0
+    nbits_before: int = 0
+    nbits_after: int = 0
+
+    @property
+    def param_ratio(self) -> float:
+        return self.params_after / self.params_before
+
+    @property
+    def compression_ratio(self) -> float:
+        return self.nbits_before / self.nbits_after
+
+    def __repr__(self) -> str:
+        head = ("module", "type", "method", "rank", "params before", "params after")
+        rows = [
+            (m.name, m.type, m.method, str(m.rank), f"{m.params_before:,}", f"{m.params_after:,}")
+            for m in self.modules
+        ]
+        rows.append(
+            ("whole model", "", "", "", f"{self.params_before:,}", f"{self.params_after:,}")
+        )
+        widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+        line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True))  # noqa: E731
+        text = [line(head), line(tuple("-" * w for w in widths)), *map(line, rows)]
+        text.append(
+            f"parameters kept: {self.param_ratio:.3f}; compression (bits): "
+            f"{self.compression_ratio:.2f}x"
+        )
+        return "\n".join(text)
+
+    def to_pandas(self):
+        """The per-module rows as a pandas DataFrame (pandas must be installed)."""
+        import pandas as pd
+
+        return pd.DataFrame([vars(m) for m in self.modules])
+
+
+# -- sizes --------------------------------------------------------------------------------
+def model_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def model_nbits(model: nn.Module) -> int:
+    """Every stored bit: factorized layers by their own count (codes at their width), the
+    other parameters at their dtype, each shared (tied) parameter once."""
+    total, skip, seen = 0, set(), set()
+    for module in model.modules():  # parents come before their children
+        if id(module) in skip:
+            continue
+        if isinstance(module, FactorizedLinear | FactorizedConv2d):
+            total += module.nbits
+            skip.update(id(m) for m in module.modules())
+            continue
+        for p in module.parameters(recurse=False):
+            if id(p) not in seen:
+                seen.add(id(p))
+                total += p.numel() * dtype_bits(p.dtype)
+    return total
+
+
+def _layer_size(module: nn.Module) -> tuple[int, int]:
+    if isinstance(module, FactorizedLinear | FactorizedConv2d):
+        return module.num_params, module.nbits
+    params = list(module.parameters())
+    return sum(p.numel() for p in params), sum(p.numel() * dtype_bits(p.dtype) for p in params)
+
+
+# -- selection ------------------------------------------------------------------------------
+def _matches(name: str, pattern) -> bool:
+    if isinstance(pattern, str):
+        return re.fullmatch(pattern, name) is not None
+    return any(name == p or name.endswith("." + p) for p in pattern)
+
+
+def _check_pattern(value, what: str):
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, list | tuple | set) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise TypeError(f"{what} must be a regex string or a list of names; got {value!r}")
+
+
+def _select(model, target_modules, exclude_modules, filter_fn) -> list[tuple[str, nn.Module]]:
+    named = [(n, m) for n, m in model.named_modules() if n]
+    chosen = []
+    for name, module in named:
+        if target_modules is None:
+            if not isinstance(module, SUPPORTED):
+                continue
+            if name.split(".")[-1] in OUTPUT_NAMES:
+                continue
+        elif not _matches(name, target_modules):
+            continue
+        if exclude_modules is not None and _matches(name, exclude_modules):
+            continue
+        if filter_fn is not None and not filter_fn(module, name):
+            continue
+        chosen.append((name, module))
+    if not chosen:
+        names = [n for n, _ in named]
+        shown = ", ".join(names[:20]) + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
+        raise ValueError(
+            f"no module matched target_modules={target_modules!r}, "
+            f"exclude_modules={exclude_modules!r}, filter_fn={filter_fn!r}; the model's "
+            f"modules are: {shown}"
+        )
+    for name, module in chosen:
+        if not isinstance(module, SUPPORTED):
+            raise TypeError(
+                f"module {name!r} is a {type(module).__name__}; compress_model replaces "
+                f"{', '.join(t.__name__ for t in SUPPORTED)} modules"
+            )
+        w = module.weight
+        if w.is_meta:
+            raise ValueError(f"module {name!r} is on the meta device: its weights are not loaded")
+        if not bool(torch.isfinite(w).all()):
+            raise ValueError(f"module {name!r} has NaN or Inf weights")
+    return chosen
+
+
+# -- sizes of each layer ----------------------------------------------------------------------
+def _rank_for(name, module, rank, param_ratio, rank_pattern):
+    for pattern, r in (rank_pattern or {}).items():
+        if name == pattern or re.fullmatch(pattern, name):
+            return check_positive_int(r, f"rank_pattern[{pattern!r}]")
+    if rank is not None:
+        return rank
+    if isinstance(module, nn.Linear):  # k (m + n + 1) values per rank-k layer
+        m, n = module.weight.shape
+        return max(1, math.floor(param_ratio * m * n / (m + n + 1)))
+    out, cin, kh, kw = module.weight.shape
+    return max(1, math.floor(param_ratio * out * cin * kh * kw / (out + cin + kh + kw)))
+
+
+def _saves(module, rank, conv_method) -> bool:
+    """Whether a rank-``rank`` factorization stores fewer values than the dense weight."""
+    if isinstance(module, nn.Linear):
+        m, n = module.weight.shape
+        return rank * (m + n + 1) < m * n
+    out, cin, kh, kw = module.weight.shape
+    if conv_method == "cp":
+        return rank * (out + cin + kh + kw) < out * cin * kh * kw
+    r_out, r_in = rank if isinstance(rank, tuple) else (rank, rank)
+    return r_in * cin + r_out * r_in * kh * kw + r_out * out < out * cin * kh * kw
+
+
+def compress_model(
+    model: nn.Module,
+    method: str | Callable = "svd",
+    *,
+    rank: int | None = None,
+    param_ratio: float | None = None,
+    conv_method: str = "tucker",
+    conv_kwargs: dict | None = None,
+    target_modules=None,
+    exclude_modules=None,
+    filter_fn: Callable[[nn.Module, str], bool] | None = None,
+    rank_pattern: dict | None = None,
+    inplace: bool = False,
+    progress: bool = True,
+    **method_kwargs,
+) -> tuple[nn.Module, CompressionReport]:
+    """Replace the selected Linear and Conv2d modules of ``model`` by factorized layers.
+
+    Parameters
+    ----------
+    model : any torch module (an ``nn.Sequential``, a CNN, lrkit's Llama, a Hugging Face
+        model).
+    method : how Linear weights are factorized: a name of
+        :data:`lrkit.nn.METHODS` (``"svd"``, ``"rsvd"``, ``"lplr"``, ``"cur"``, ``"kron"``,
+        ``"monarch"``, ``"butterfly"``) or a callable ``f(W, **kwargs)`` returning a
+        factorization. Conv2d weights use ``conv_method`` (``"tucker"`` or ``"cp"``), with
+        ``conv_kwargs`` (e.g. ``dict(seed=0, n_iter_max=50)``).
+    rank, param_ratio : the size of each layer, one of the two (for the rank methods and
+        convs): a rank, or the fraction of each layer's parameters kept, in (0, 1]. A layer
+        whose rank would not save parameters (rank (m + n + 1) >= m n for a Linear) is left
+        dense with a warning. Methods sized otherwise (``monarch``: ``nblocks=``) take
+        their size from ``method_kwargs``.
+    target_modules, exclude_modules, filter_fn, rank_pattern : selection, see the module
+        docstring.
+    inplace : compress ``model`` itself instead of a deep copy.
+    progress : show a progress bar (tqdm) over the layers.
+    method_kwargs : passed to the Linear method (``seed=``, ``bits_left=``, ...).
+
+    Returns
+    -------
+    (compressed model, CompressionReport)
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    if isinstance(method, str):
+        check_choice(method, "method", tuple(METHODS))
+    elif not callable(method):
+        raise TypeError(f"method must be a name or a callable; got {method!r}")
+    check_choice(conv_method, "conv_method", ("tucker", "cp"))
+    target_modules = _check_pattern(target_modules, "target_modules")
+    exclude_modules = _check_pattern(exclude_modules, "exclude_modules")
+    if filter_fn is not None and not callable(filter_fn):
+        raise TypeError(f"filter_fn must be callable(module, name); got {filter_fn!r}")
+    if rank_pattern is not None and not isinstance(rank_pattern, dict):
+        raise TypeError(
+            f"rank_pattern must be a dict of name or regex to rank; got {rank_pattern!r}"
+        )
+    if not isinstance(inplace, bool):
+        raise TypeError(f"inplace must be a bool; got {inplace!r}")
+    ranked = not callable(method) and method in RANKED
+    if rank is not None and param_ratio is not None:
+        raise ValueError("give rank or param_ratio, not both")
+    if param_ratio is not None:
+        if isinstance(param_ratio, bool) or not isinstance(param_ratio, int | float):
+            raise TypeError(f"param_ratio must be a real number; got {param_ratio!r}")
+        if not 0 < param_ratio <= 1:
+            raise ValueError(f"param_ratio (={param_ratio}) must be in (0, 1]")
+    if rank is not None:
+        rank = check_positive_int(rank, "rank")
+
+    chosen = _select(model, target_modules, exclude_modules, filter_fn)
+    needs_size = ranked or any(isinstance(m, nn.Conv2d) for _, m in chosen)
+    if needs_size and rank is None and param_ratio is None and not rank_pattern:
+        raise ValueError(f"method {method!r} needs rank= or param_ratio= (or rank_pattern=)")
+
+    # Plan and build every new layer before replacing anything.
+    report = CompressionReport(params_before=model_params(model), nbits_before=model_nbits(model))
+    plan = []
+    items = chosen
+    if progress:
+        from tqdm.auto import tqdm
+
+        items = tqdm(chosen, desc="compressing", unit="layer")
+    for name, module in items:
+        is_conv = isinstance(module, nn.Conv2d)
+        sized = is_conv or ranked
+        r = _rank_for(name, module, rank, param_ratio, rank_pattern) if sized else None
+        before = _layer_size(module)
+        kind = type(module).__name__
+        label = conv_method if is_conv else (method if isinstance(method, str) else "custom")
+        if is_conv and conv_method == "tucker" and r > min(module.weight.shape[:2]):
+            out, cin = module.weight.shape[:2]
+            r = (min(r, out), min(r, cin))  # a side with fewer channels keeps all of them
+            warn_adjusted(f"module {name!r}: Tucker ranks clipped to the channels, {r}")
+        elif sized and not is_conv and r > min(module.weight.shape):
+            raise ValueError(
+                f"rank (={r}) for module {name!r} must be <= {min(module.weight.shape)}, the "
+                f"smaller side of its weight of shape {tuple(module.weight.shape)}"
+            )
+        if sized and not _saves(module, r, conv_method):
+            warn_adjusted(
+                f"module {name!r} stays dense: rank {r} would not save parameters for a "
+                f"weight of shape {tuple(module.weight.shape)}"
+            )
+            report.modules.append(
+                ModuleReport(name, kind, "dense", r, before[0], before[0], before[1], before[1],
+                             note="rank too large to save parameters")
+            )  # fmt: skip
+            continue
+        if is_conv:
+            new = FactorizedConv2d.from_conv(module, conv_method, rank=r, **(conv_kwargs or {}))
+        else:
+            kw = dict(method_kwargs, rank=r) if ranked else method_kwargs
+            new = FactorizedLinear.from_linear(module, method, **kw)
+        after = _layer_size(new)
+        report.modules.append(
+            ModuleReport(name, kind, label, r, before[0], after[0], before[1], after[1])
+        )
+        plan.append((name, new))
+
+    target = model if inplace else copy.deepcopy(model)
+    for name, new in plan:
+        parent_name, _, child = name.rpartition(".")
+        parent = target.get_submodule(parent_name) if parent_name else target
+        setattr(parent, child, new)
+    report.params_after, report.nbits_after = model_params(target), model_nbits(target)
+    return target, report
+
+
+def decompress(model: nn.Module, *, inplace: bool = False) -> nn.Module:
+    """Merge every factorized layer back into a dense Linear or Conv2d (the analogue of
+    PEFT's ``merge_and_unload``). A copy unless ``inplace=True``."""
+    target = model if inplace else copy.deepcopy(model)
+    for name, module in list(target.named_modules()):
+        if isinstance(module, FactorizedLinear | FactorizedConv2d):
+            dense = module.to_linear() if isinstance(module, FactorizedLinear) else module.to_conv()
+            parent_name, _, child = name.rpartition(".")
+            parent = target.get_submodule(parent_name) if parent_name else target
+            setattr(parent, child, dense)
+    return target

@@ -1,0 +1,217 @@
+"""compress_model and decompress on plain nets, a CNN, lrkit's Llama and Hugging Face's."""
+
+import io
+from contextlib import nullcontext
+
+import pytest
+import torch
+from torch import nn
+
+import lrkit
+from lrkit.llm import Llama, LlamaConfig
+from lrkit.nn import FactorizedConv2d, FactorizedLinear, compress_model, decompress
+
+
+def mlp(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Linear(64, 48), nn.ReLU(), nn.Linear(48, 32), nn.ReLU(), nn.Linear(32, 10)
+    )
+
+
+def cnn(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1),
+        nn.Flatten(), nn.Linear(16 * 8 * 8, 10),
+    )  # fmt: skip
+
+
+def tiny_llama(seed=0):
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=40, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=16,
+    )  # fmt: skip
+    return Llama(cfg).eval()
+
+
+def state(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def same_state(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_replaces_exactly_the_matched_modules_and_leaves_the_caller_alone():
+    model = mlp()
+    before = state(model)
+    small, report = compress_model(model, "svd", rank=4, target_modules=["0", "2"], progress=False)
+    assert same_state(state(model), before)  # inplace=False: the caller's model is untouched
+    assert isinstance(small[0], FactorizedLinear) and isinstance(small[2], FactorizedLinear)
+    assert isinstance(small[4], nn.Linear) and not isinstance(small[4], FactorizedLinear)
+    assert torch.equal(small[4].weight, model[4].weight)  # the rest is identical
+    assert [m.name for m in report.modules] == ["0", "2"]
+    assert report.params_after == sum(p.numel() for p in small.parameters())
+    assert report.params_before == sum(p.numel() for p in model.parameters())
+    assert report.modules[0].params_after == 4 * (64 + 48 + 1) + 48
+    assert "whole model" in repr(report)
+
+
+def test_regex_suffixes_exclusions_and_filter_fn():
+    model = tiny_llama()
+    _, r = compress_model(model, "svd", rank=4, target_modules=r".*\.(q|k)_proj", progress=False)
+    assert [m.name for m in r.modules] == [
+        f"model.layers.{i}.self_attn.{p}_proj" for i in range(2) for p in "qk"
+    ]
+    _, r = compress_model(
+        model, "svd", rank=4, target_modules=["down_proj", "up_proj"],
+        exclude_modules=["model.layers.0.mlp.up_proj"], progress=False,
+    )  # fmt: skip
+    assert [m.name for m in r.modules] == [
+        "model.layers.0.mlp.down_proj",
+        "model.layers.1.mlp.up_proj",
+        "model.layers.1.mlp.down_proj",
+    ]
+    _, r = compress_model(
+        model, "svd", rank=4, filter_fn=lambda m, n: "layers.1." in n, progress=False
+    )
+    assert all(m.name.startswith("model.layers.1.") for m in r.modules) and len(r.modules) == 7
+    _, r = compress_model(model, "svd", rank=4, progress=False)
+    assert "lm_head" not in [m.name for m in r.modules]  # output layer left alone by default
+
+
+def test_rank_pattern_and_param_ratio():
+    model = mlp()
+    _, r = compress_model(model, "svd", rank=4, rank_pattern={"0": 8, r"[24]": 2}, progress=False)
+    assert [m.rank for m in r.modules] == [8, 2, 2]
+    _, r = compress_model(model, "svd", param_ratio=0.25, progress=False)
+    # rank = floor(ratio * m n / (m + n + 1)) per layer
+    assert [m.rank for m in r.modules] == [int(0.25 * 48 * 64 / 113), int(0.25 * 32 * 48 / 81), 1]
+    assert all(m.params_after < m.params_before for m in r.modules)
+
+
+def test_a_rank_that_saves_nothing_stays_dense_with_a_warning():
+    model = tiny_llama()
+    # rank 16 on 32 x 32 projections: 16 (32 + 32 + 1) > 32 * 32, a factorization would cost more
+    with pytest.warns(UserWarning, match="stays dense: rank 16 would not save parameters"):
+        small, r = compress_model(model, "svd", rank=16, target_modules=r".*\.[qo]_proj",
+                                  progress=False)  # fmt: skip
+    ids = torch.arange(12).reshape(1, 12)
+    assert torch.equal(small(ids), model(ids))
+    assert [m.method for m in r.modules] == ["dense"] * 4 and r.params_after == r.params_before
+
+
+def test_param_ratio_one_is_the_break_even_rank():
+    # keeping all parameters is the rank where k (m + n + 1) reaches m n, not full rank
+    _, r = compress_model(mlp(), "svd", param_ratio=1.0, progress=False)
+    assert [m.rank for m in r.modules] == [48 * 64 // 113, 32 * 48 // 81, 32 * 10 // 43]
+    assert all(m.params_after <= m.params_before for m in r.modules)
+
+
+def test_llama_low_rank_logits_match_the_dense_model_of_the_factors():
+    model = tiny_llama()
+    small, _ = compress_model(model, "svd", rank=8, progress=False)
+    merged = decompress(small)
+    assert not any(isinstance(m, FactorizedLinear) for m in merged.modules())
+    ids = torch.arange(10).reshape(1, 10)
+    torch.testing.assert_close(small(ids), merged(ids), rtol=1e-5, atol=1e-5)  # float32 sums
+
+
+def test_full_rank_svd_keeps_the_logits_of_a_hugging_face_llama():
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(
+        vocab_size=40, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=16,
+    )  # fmt: skip
+    hf = transformers.LlamaForCausalLM(cfg).eval().double()
+
+    def full_rank(W):  # a callable method: no rank to size, every layer is replaced
+        return lrkit.truncated_svd(W, min(W.shape))
+
+    small, report = compress_model(hf, full_rank, target_modules=r".*_proj", progress=False)
+    assert len(report.modules) == 2 * 7
+    assert sum(isinstance(m, FactorizedLinear) for m in small.modules()) == 2 * 7
+    ids = torch.arange(12).reshape(1, 12)
+    with torch.no_grad():
+        # a full-rank SVD rebuilds each weight to float64 rounding (eps times its size)
+        torch.testing.assert_close(small(ids).logits, hf(ids).logits, rtol=1e-10, atol=1e-10)
+
+
+def test_cnn_tucker_and_cp():
+    model = cnn()
+    x = torch.randn(2, 3, 8, 8)
+    for method in ("tucker", "cp"):
+        with (
+            pytest.warns(UserWarning, match="Tucker ranks clipped")
+            if method == "tucker"
+            else nullcontext()
+        ):
+            small, r = compress_model(
+                model, "svd", rank=4, conv_method=method, conv_kwargs=dict(seed=0), progress=False
+            )
+        assert isinstance(small[0], FactorizedConv2d) and isinstance(small[2], FactorizedConv2d)
+        assert isinstance(small[4], FactorizedLinear)
+        assert small(x).shape == (2, 10)
+        assert r.params_after == sum(p.numel() for p in small.parameters())
+        torch.testing.assert_close(decompress(small)(x), small(x), rtol=1e-4, atol=1e-4)
+
+
+def test_inplace_and_training_one_step_changes_only_trainable_parameters():
+    model = mlp()
+    small, _ = compress_model(model, "lplr", rank=4, bits_left=4, bits_right=8, seed=0,
+                              inplace=True, progress=False)  # fmt: skip
+    assert small is model and isinstance(model[0], FactorizedLinear)
+    buffers = {k: v.clone() for k, v in model.named_buffers()}
+    params = {k: v.detach().clone() for k, v in model.named_parameters()}
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    model(torch.randn(8, 64)).square().sum().backward()
+    opt.step()
+    assert all(torch.equal(v, buffers[k]) for k, v in model.named_buffers())
+    assert any(not torch.equal(v, params[k]) for k, v in model.named_parameters())
+
+
+def test_state_dict_save_load_round_trip_is_bit_exact():
+    model = mlp()
+    small, _ = compress_model(model, "svd", rank=4, progress=False)
+    buf = io.BytesIO()
+    torch.save(small.state_dict(), buf)
+    buf.seek(0)
+    fresh, _ = compress_model(mlp(seed=1), "svd", rank=4, progress=False)
+    fresh.load_state_dict(torch.load(buf))
+    x = torch.randn(3, 64)
+    assert torch.equal(fresh(x), small(x))
+
+
+def test_bad_input_changes_nothing_and_says_why():
+    model = mlp()
+    before = state(model)
+    with pytest.raises(
+        ValueError, match=r"no module matched target_modules='nope'.*modules are: 0, 1, 2"
+    ):
+        compress_model(model, rank=2, target_modules="nope", progress=False)
+    with pytest.raises(
+        TypeError, match="module '1' is a ReLU; compress_model replaces Linear, Conv2d"
+    ):
+        compress_model(model, rank=2, target_modules=["0", "1"], progress=False)
+    with pytest.raises(ValueError, match=r"rank \(=40\) for module '2' must be <= 32"):
+        compress_model(model, rank=40, target_modules=["2"], inplace=True, progress=False)
+    with pytest.raises(ValueError, match=r"param_ratio \(=1.5\) must be in \(0, 1\]"):
+        compress_model(model, param_ratio=1.5, progress=False)
+    with pytest.raises(ValueError, match="needs rank= or param_ratio="):
+        compress_model(model, progress=False)
+    with pytest.raises(ValueError, match="rank or param_ratio, not both"):
+        compress_model(model, rank=2, param_ratio=0.5, progress=False)
+    broken = mlp()
+    with torch.no_grad():
+        broken[2].weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="module '2' has NaN or Inf weights"):
+        compress_model(broken, rank=2, inplace=True, progress=False)
+    assert isinstance(broken[0], nn.Linear) and not isinstance(broken[0], FactorizedLinear)
+    with torch.device("meta"):
+        ghost = mlp()
+    with pytest.raises(ValueError, match="module '0' is on the meta device"):
+        compress_model(ghost, rank=2, progress=False)
+    assert same_state(state(model), before)
