@@ -9,7 +9,14 @@ from torch import nn
 
 import lrkit
 from lrkit.llm import Llama, LlamaConfig
-from lrkit.nn import FactorizedConv2d, FactorizedLinear, compress_model, decompress
+from lrkit.nn import (
+    FactorizedConv2d,
+    FactorizedLinear,
+    compress_model,
+    decompress,
+    load_compressed,
+    save_compressed,
+)
 
 
 def mlp(seed=0):
@@ -215,3 +222,42 @@ def test_bad_input_changes_nothing_and_says_why():
     with pytest.raises(ValueError, match="module '0' is on the meta device"):
         compress_model(ghost, rank=2, progress=False)
     assert same_state(state(model), before)
+
+
+@pytest.mark.parametrize("build", [mlp, cnn, tiny_llama])
+def test_lrkit_format_round_trip_is_bit_exact_without_recomputing(build, tmp_path, monkeypatch):
+    model = build()
+    kw = dict(conv_kwargs=dict(seed=0)) if build is cnn else {}
+    small, report = compress_model(
+        model, "lplr", rank=3, bits_left=4, bits_right=8, seed=0, progress=False, **kw
+    )
+    save_compressed(small, tmp_path, report)
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "config.json",
+        "model.safetensors",
+        "report.json",
+    }
+
+    def no_factorizing(*args, **kwargs):
+        raise AssertionError("load_compressed must not factorize again")
+
+    for fn in ("hooi", "cp_als"):
+        monkeypatch.setattr(f"lrkit.nn.conv.{fn}", no_factorizing)
+    monkeypatch.setattr("lrkit.nn.linear.METHODS", {})
+    loaded = load_compressed(build(seed=1), tmp_path)
+    assert same_state(state(loaded), state(small))
+    x = (
+        torch.arange(10).reshape(1, 10)
+        if build is tiny_llama
+        else (torch.randn(2, 3, 8, 8) if build is cnn else torch.randn(2, 64))
+    )
+    assert torch.equal(loaded(x), small(x))
+
+
+def test_load_compressed_refuses_a_wrong_directory_or_model(tmp_path):
+    with pytest.raises(FileNotFoundError, match="has no config.json"):
+        load_compressed(mlp(), tmp_path)
+    small, _ = compress_model(mlp(), "svd", rank=3, progress=False)
+    save_compressed(small, tmp_path)
+    with pytest.raises(ValueError, match="the model has no module '2'"):
+        load_compressed(nn.Sequential(nn.Linear(64, 48)), tmp_path)

@@ -44,6 +44,9 @@ def dtype_bits(dtype: torch.dtype) -> int:
     return torch.empty((), dtype=dtype).element_size() * 8
 
 
+_RESULT_TYPES: dict[str, type] = {}  # every result class by name, for structure round trips
+
+
 def as_history(values) -> torch.Tensor:
     """A fit history (one relative error per sweep or step) as a float64 tensor on the CPU:
     the one type every iterative method stores in its result's ``history``."""
@@ -73,6 +76,7 @@ class Factorization:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        _RESULT_TYPES[cls.__name__] = cls
         # Results hold only tensors and plain values, so torch.load's default safe unpickler
         # (weights_only=True) may rebuild them: ``torch.save(fact, f); torch.load(f)`` works.
         torch.serialization.add_safe_globals([cls])
@@ -120,6 +124,46 @@ class Factorization:
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)
         new.__dict__.update(fields)
+        return new
+
+    def _structure(self) -> dict:
+        """Everything but the tensors' values, as JSON-able data: the class, its plain
+        attributes, and each stored tensor's shape and dtype. With the tensors saved apart
+        (safetensors), :meth:`_from_structure` rebuilds the result without recomputing it."""
+
+        def field(value):
+            if value is None:
+                return None
+            if isinstance(value, Factorization):
+                return {"result": value._structure()}
+            if isinstance(value, list | tuple):
+                return {"list": [field(t) for t in value]}
+            return {"tensor": [list(value.shape), str(value.dtype).removeprefix("torch.")]}
+
+        attrs = {k: _to_json(v) for k, v in vars(self).items() if k not in self._fields}
+        return {"class": type(self).__name__, "attrs": attrs,
+                "fields": {f: field(getattr(self, f)) for f in self._fields}}  # fmt: skip
+
+    @staticmethod
+    def _from_structure(spec: dict, device=None) -> Factorization:
+        """A result of the structure ``spec`` holding uninitialised tensors on ``device``."""
+
+        def field(value):
+            if value is None:
+                return None
+            if "result" in value:
+                return Factorization._from_structure(value["result"], device)
+            if "list" in value:
+                return [field(t) for t in value["list"]]
+            shape, dtype = value["tensor"]
+            return torch.empty(shape, dtype=getattr(torch, dtype), device=device)
+
+        cls = _RESULT_TYPES.get(spec.get("class"))
+        if cls is None:
+            raise ValueError(f"unknown result class {spec.get('class')!r} in a saved structure")
+        new = object.__new__(cls)
+        new.__dict__.update({k: _from_json(v) for k, v in spec["attrs"].items()})
+        new.__dict__.update({f: field(v) for f, v in spec["fields"].items()})
         return new
 
     @property
@@ -302,6 +346,34 @@ class Factorization:
             f"{type(self).__name__}(shape={tuple(self.shape)}{', ' + extra if extra else ''}, "
             f"dtype={dtype}, device={self.device}, bits_per_entry={self.bits_per_entry:.3g})"
         )
+
+
+def _to_json(v):
+    """A plain attribute of a result as JSON-able data (tagged where JSON has no type)."""
+    if isinstance(v, torch.Size):
+        return {"size": list(v)}
+    if isinstance(v, torch.dtype):
+        return {"dtype": str(v).removeprefix("torch.")}
+    if isinstance(v, torch.Tensor):  # a fit history
+        return {"values": v.tolist(), "dtype": str(v.dtype).removeprefix("torch.")}
+    if isinstance(v, tuple):
+        return {"tuple": [_to_json(x) for x in v]}
+    if v is None or isinstance(v, bool | int | float | str):
+        return v
+    raise TypeError(f"cannot describe an attribute of type {type(v).__name__} as JSON")
+
+
+def _from_json(v):
+    if isinstance(v, dict):
+        if "size" in v:
+            return torch.Size(v["size"])
+        if "values" in v:
+            return torch.tensor(v["values"], dtype=getattr(torch, v["dtype"]))
+        if "dtype" in v:
+            return getattr(torch, v["dtype"])
+        if "tuple" in v:
+            return tuple(_from_json(x) for x in v["tuple"])
+    return v
 
 
 def _cast(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

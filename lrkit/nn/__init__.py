@@ -5,11 +5,14 @@
 - :class:`FactorizedConv2d`: a Conv2d as Tucker-2 or CP convolutions (``from_conv``,
   ``to_conv``);
 - :func:`compress_model` / :func:`decompress`: every selected layer of any torch model,
-  with a per-module :class:`CompressionReport`.
+  with a per-module :class:`CompressionReport`;
+- :func:`save_compressed` / :func:`load_compressed`: config + safetensors + report, loaded
+  without recomputing any factorization.
 """
 
 from .compress import CompressionReport, ModuleReport, compress_model, decompress
 from .conv import FactorizedConv2d
+from .io import load_compressed, save_compressed
 from .linear import METHODS, FactorizedLinear
 
 __all__ = [
@@ -20,4 +23,6 @@ __all__ = [
     "ModuleReport",
     "compress_model",
     "decompress",
+    "load_compressed",
+    "save_compressed",
 ]

@@ -127,15 +127,12 @@ class FactorizedConv2d(nn.Module):
         if conv.groups != 1:
             raise ValueError(f"conv.groups (={conv.groups}) must be 1 to be factorized")
         check_choice(method, "method", ("tucker", "cp"))
-        W = conv.weight.detach()
-        out, cin, kh, kw = W.shape
-        bias = conv.bias is not None
-        (sh, sw), (dh, dw) = conv.stride, conv.dilation
         if isinstance(conv.padding, str):
             raise ValueError(
                 f"conv.padding (={conv.padding!r}) must be numbers to be split by axis"
             )
-        ph, pw = conv.padding
+        W = conv.weight.detach()
+        out, cin, kh, kw = W.shape
         if method == "tucker":
             r_out, r_in = (rank, rank) if not isinstance(rank, tuple | list) else rank
             r_out, r_in = _channel_rank(r_out, out, "out"), _channel_rank(r_in, cin, "in")
@@ -143,38 +140,55 @@ class FactorizedConv2d(nn.Module):
                       (r_out, r_in, kh, kw), **method_kwargs)  # fmt: skip
             core, (U_out, U_in, U_h, U_w) = tk
             core = torch.einsum("abij,hi,wj->abhw", core, U_h, U_w)  # absorb the spatial factors
-            layers = nn.Sequential(
-                _conv(cin, r_in, 1, like=conv),
-                _conv(r_in, r_out, (kh, kw), stride=conv.stride, padding=conv.padding,
-                      dilation=conv.dilation, like=conv),
-                _conv(r_out, out, 1, bias=bias, like=conv),
-            )  # fmt: skip
+            rank = (r_out, r_in)
             weights = [U_in.T[:, :, None, None], core, U_out[:, :, None, None]]
         else:
             rank = check_positive_int(rank, "rank")
             cp = cp_als(W.float() if W.dtype not in (torch.float32, torch.float64) else W,
                         rank, **method_kwargs)  # fmt: skip
             lam, (A_out, A_in, A_h, A_w) = cp
-            layers = nn.Sequential(
-                _conv(cin, rank, 1, like=conv),
-                _conv(rank, rank, (kh, 1), stride=(sh, 1), padding=(ph, 0), dilation=(dh, 1),
-                      groups=rank, like=conv),
-                _conv(rank, rank, (1, kw), stride=(1, sw), padding=(0, pw), dilation=(1, dw),
-                      groups=rank, like=conv),
-                _conv(rank, out, 1, bias=bias, like=conv),
-            )  # fmt: skip
             weights = [
                 A_in.T[:, :, None, None],  # (R, in, 1, 1)
                 A_h.T[:, None, :, None],  # (R, 1, kh, 1)
                 A_w.T[:, None, None, :],  # (R, 1, 1, kw)
                 (A_out * lam)[:, :, None, None],  # (out, R, 1, 1)
             ]
+        layers = _layers(method, rank, conv)
         with torch.no_grad():
             for layer, w in zip(layers, weights, strict=True):
                 layer.weight.copy_(w)
-            if bias:
+            if conv.bias is not None:
                 layers[-1].bias.copy_(conv.bias)
         return cls(method, layers, conv)
+
+    @classmethod
+    def _empty(cls, method: str, rank, conv: nn.Conv2d) -> FactorizedConv2d:
+        """The layer structure for ``method`` and ``rank`` with uninitialised weights (to be
+        filled from a saved state)."""
+        return cls(method, _layers(method, tuple(rank) if method == "tucker" else rank, conv), conv)
+
+
+def _layers(method: str, rank, conv: nn.Conv2d) -> nn.Sequential:
+    """The chain of convs for a Tucker-2 (rank (r_out, r_in)) or CP (rank R) factorization."""
+    out, cin, kh, kw = conv.weight.shape
+    bias = conv.bias is not None
+    (sh, sw), (ph, pw), (dh, dw) = conv.stride, conv.padding, conv.dilation
+    if method == "tucker":
+        r_out, r_in = rank
+        return nn.Sequential(
+            _conv(cin, r_in, 1, like=conv),
+            _conv(r_in, r_out, (kh, kw), stride=conv.stride, padding=conv.padding,
+                  dilation=conv.dilation, like=conv),
+            _conv(r_out, out, 1, bias=bias, like=conv),
+        )  # fmt: skip
+    return nn.Sequential(
+        _conv(cin, rank, 1, like=conv),
+        _conv(rank, rank, (kh, 1), stride=(sh, 1), padding=(ph, 0), dilation=(dh, 1),
+              groups=rank, like=conv),
+        _conv(rank, rank, (1, kw), stride=(1, sw), padding=(0, pw), dilation=(1, dw),
+              groups=rank, like=conv),
+        _conv(rank, out, 1, bias=bias, like=conv),
+    )  # fmt: skip
 
 
 def _channel_rank(r, channels: int, side: str) -> int:

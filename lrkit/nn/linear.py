@@ -76,7 +76,7 @@ class FactorizedLinear(nn.Module):
             else:
                 self.register_buffer(slot, t)
             self._slots.append(slot)
-            return t.new_empty(0, device="meta")  # a placeholder: the module holds the data
+            return torch.empty_like(t, device="meta")  # shape only: the module holds the data
 
         self._template = fact._named_map(register)  # its tensors are replaced at each call
         if bias is not None:
