@@ -114,9 +114,10 @@ def test_stop_rule_relative_change_floor_and_tol_zero():
     f64, f32 = torch.float64, torch.float32
     assert has_converged(0.3, 0.3 - 2e-5, 1e-4, f64)  # relative change 6.7e-5 <= 1e-4
     assert not has_converged(0.3, 0.3 - 4e-5, 1e-4, f64)  # 1.3e-4 > 1e-4
-    # Near a perfect fit a change below 10 sqrt(eps) is rounding: it stops whatever tol says.
+    # Near a perfect fit a change below sqrt(10 eps) is rounding: it stops whatever tol says.
     assert has_converged(1e-8, 0.0, 1e-12, f64) and not has_converged(1e-6, 0.0, 1e-12, f64)
-    assert has_converged(1e-3, 2e-4, 1e-12, f32)  # float32's floor: 3.5e-3 near zero
+    assert has_converged(5e-4, 1e-4, 1e-12, f32)  # float32's floor: 1.1e-3 near zero
+    assert not has_converged(0.5, 0.5 - 1e-5, 1e-6, f32)  # 2e-5 relative: progress
     assert not has_converged(1.0, 1.0, 0.0, f64)  # tol=0: never stop early
 
 

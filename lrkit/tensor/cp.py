@@ -186,7 +186,7 @@ def cp_als(
         Stop after the first sweep that changes the relative error by at most ``tol`` times
         itself, or by no more than its rounding: the error is computed from norms and inner
         products, never from the dense reconstruction, so near a perfect fit it is known only
-        to about ``10 sqrt(eps)`` (1.5e-7 in float64, 3.5e-3 in float32); see
+        to about ``sqrt(10 eps)`` (5e-8 in float64, 1e-3 in float32); see
         ``lrkit.tensor._stop``. ALS crawls, so the default asks for a smaller change than
         :func:`hooi`'s 1e-4 to settle the error's first four digits. ``tol=0`` runs all
         ``n_iter_max`` sweeps.

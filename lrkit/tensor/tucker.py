@@ -227,7 +227,7 @@ def hooi(
     tol : float, default 1e-4
         Stop after the first sweep that changes the relative error by at most ``tol`` times
         itself (1e-4: its first four digits have settled), or by no more than the rounding
-        of an error computed from norms (about ``10 sqrt(eps)`` near a perfect fit); see
+        of an error computed from norms (about ``sqrt(10 eps)`` near a perfect fit); see
         ``lrkit.tensor._stop``. ``tol=0`` runs all ``n_iter_max`` sweeps. On noisy data HOOI
         from the HOSVD settles in a few sweeps; a smaller tol buys digits no one sees.
     seed : int, torch.Generator or None
