@@ -96,8 +96,9 @@ def test_leverage_within_2x_of_svd_optimum():
     A = noisy_low_rank()
     svd, best = lrkit.truncated_svd(A, 10), svd_error(A, 10)  # one SVD for all the draws
     for seed in range(5):
-        assert lrkit.rel_error(A, cur(A, 10, method="leverage", n_cols=20, n_rows=20, svd=svd, seed=seed)) < 2 * best
-        assert lrkit.rel_error(A, cur(A, 10, method="leverage", n_cols=40, n_rows=40, svd=svd, seed=seed)) < 1.3 * best
+        kw = dict(method="leverage", svd=svd, seed=seed)
+        assert lrkit.rel_error(A, cur(A, 10, n_cols=20, n_rows=20, **kw)) < 2 * best
+        assert lrkit.rel_error(A, cur(A, 10, n_cols=40, n_rows=40, **kw)) < 1.3 * best
 
 
 def test_knob_leverage_beats_uniform_on_a_coherent_matrix():
@@ -139,7 +140,7 @@ def test_qr_columns_are_lapack_pivots_and_rows_come_from_c():
     piv_cols = scipy.linalg.qr(A, pivoting=True)[2][:8]
     piv_rows = scipy.linalg.qr(A[:, piv_cols].T, pivoting=True)[2][:8]  # Voronin & Martinsson
     assert fact.cols.tolist() == piv_cols.tolist() and fact.rows.tolist() == piv_rows.tolist()
-    more_rows = cur(A, 8, method="qr", n_cols=8, n_rows=12)  # more rows than C can tell apart: use A^T
+    more_rows = cur(A, 8, method="qr", n_cols=8, n_rows=12)  # more rows than C tells apart: A^T
     assert more_rows.rows.tolist() == scipy.linalg.qr(A.T, pivoting=True)[2][:12].tolist()
 
 
@@ -333,7 +334,7 @@ BAD_CUR = [
     (dict(method="svd"), ValueError, r"method \(='svd'\) must be one of 'leverage'"),
     (dict(u="lstsq"), ValueError, r"u \(='lstsq'\) must be one of 'pinv', 'intersection'"),
     (dict(svd="lanczos"), ValueError, r"svd \(='lanczos'\) must be one of"),
-    (dict(method="leverage", sampling="poisson"), ValueError, r"sampling \(='poisson'\) must be one of"),
+    (dict(method="leverage", sampling="poisson"), ValueError, r"sampling \(='poisson'\) must be"),
     (dict(method="deim", sampling="with"), ValueError, r"sampling .* 'leverage' and 'uniform'"),
     (dict(method="uniform", sampling="topk"), ValueError, r"'topk'\) needs scores"),
     (dict(n_cols=3), ValueError, r"n_cols \(=3\) must be >= rank = 5"),

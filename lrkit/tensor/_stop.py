@@ -15,9 +15,9 @@ of ``e^2`` on exact CP fits was up to 1.7 eps (tensors of 1e3 to 3e5 entries), a
 covers the slow growth of blocked summation error with the tensor's size. Near a perfect fit
 that floor is ``sqrt(10 eps)``, 4.7e-8 in float64 and 1.1e-3 in float32; at an error of 0.5
 it is ``10 eps``, below any tol worth asking for. A larger c would stop crawling float32 fits
-early: with c = 100, CP-ALS of a float32 conv kernel stopped 1e-3 above its 100-sweep error. A linearly converging fit of an exactly low-rank tensor has a
-constant relative change, so it stops at that floor. ``tol = 0`` never stops early: every one
-of ``n_iter_max`` sweeps runs.
+early: with c = 100, CP-ALS of a float32 conv kernel stopped 1e-3 above its 100-sweep error.
+A linearly converging fit of an exactly low-rank tensor has a constant relative change, so it
+stops at that floor. ``tol = 0`` never stops early: every one of ``n_iter_max`` sweeps runs.
 
 The defaults stop when further sweeps no longer change what a user reads off the error (its
 first three or four significant digits). HOOI from the HOSVD converges fast: at a relative
