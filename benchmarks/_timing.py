@@ -107,11 +107,15 @@ def machine_info() -> str:
     )
 
 
-def add_machine_flag(parser: argparse.ArgumentParser) -> None:
-    """``--no-machine``: skip the machine paragraph (``make bench`` prints it once for all)."""
+def bench_parser(description: str, quick_help: str) -> argparse.ArgumentParser:
+    """The flags every benchmark takes: ``--quick`` (a smoke run, what the tests run) and
+    ``--no-machine`` (skip the machine paragraph; ``make bench`` prints it once for all)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
     parser.add_argument(
         "--no-machine", action="store_true", help="do not print the machine (printed once already)"
     )
+    return parser
 
 
 def print_machine(args: argparse.Namespace) -> None:
@@ -171,6 +175,11 @@ def fmt_ratio(stats: tuple[float, float, float]) -> str:
     """``0.94 [0.90-1.01]``: the median ratio and its range over the rounds."""
     med, lo, hi = stats
     return f"{med:.2f} [{lo:.2f}-{hi:.2f}]"
+
+
+def ratio(ours: list[float], theirs: list[float]) -> str:
+    """:func:`ratio_stats` of two lists of round times, formatted by :func:`fmt_ratio`."""
+    return fmt_ratio(ratio_stats(ours, theirs))
 
 
 # -- output ------------------------------------------------------------------------------------

@@ -15,29 +15,19 @@ Run: ``make bench`` or ``.venv/bin/python benchmarks/bench_llm.py [--quick]``.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 import warnings
 
 import torch
-from _timing import (
-    add_machine_flag,
-    fmt_ratio,
-    interleaved_times,
-    print_machine,
-    print_table,
-    ratio_stats,
-)
+from _timing import bench_parser, interleaved_times, print_machine, print_table, ratio
 
 from lrkit.llm import Llama, LlamaConfig, generate
 from lrkit.llm.data import DATASETS, load_ids
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="lrkit.llm against transformers")
-    parser.add_argument("--quick", action="store_true", help="a tiny random model (smoke run)")
-    add_machine_flag(parser)
+    parser = bench_parser("lrkit.llm against transformers", "a tiny random model (smoke run)")
     args = parser.parse_args()
     rounds = 3 if args.quick else 7
     warnings.simplefilter("ignore")
@@ -77,7 +67,7 @@ def main() -> None:
                 "workload": f"prompt {batch}x{prompt_len}",
                 "lrkit tok/s": n / statistics.median(t["ours"]),
                 "transformers tok/s": n / statistics.median(t["theirs"]),
-                "lrkit speedup": fmt_ratio(ratio_stats(t["theirs"], t["ours"])),
+                "lrkit speedup": ratio(t["theirs"], t["ours"]),
             }
         )
 
@@ -101,7 +91,7 @@ def main() -> None:
                 "workload": f"generate {new} after {prompt_len}",
                 "lrkit tok/s": new / statistics.median(t["ours"]),
                 "transformers tok/s": new / statistics.median(t["theirs"]),
-                "lrkit speedup": fmt_ratio(ratio_stats(t["theirs"], t["ours"])),
+                "lrkit speedup": ratio(t["theirs"], t["ours"]),
             }
         )
     print_machine(args)

@@ -25,21 +25,13 @@ Time it only when nothing else runs on the machine.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import warnings
 
 import numpy as np
 import scipy.sparse.linalg
 import torch
-from _timing import (
-    add_machine_flag,
-    fmt_ratio,
-    interleaved_times,
-    print_machine,
-    print_table,
-    ratio_stats,
-)
+from _timing import bench_parser, interleaved_times, print_machine, print_table, ratio
 from sklearn.utils.extmath import randomized_svd
 
 import lrkit
@@ -103,9 +95,7 @@ def methods(A: torch.Tensor, rank: int, seed: int = 0):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="lrkit.rsvd against its peers")
-    parser.add_argument("--quick", action="store_true", help="one small case (smoke run)")
-    add_machine_flag(parser)
+    parser = bench_parser("lrkit.rsvd against its peers", "one small case (smoke run)")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     # Rounds of interleaved runs: the fast randomized methods, and the slow exact ones (each
@@ -142,7 +132,7 @@ def main() -> None:
                 "method": method,
                 "err/opt": f"{err / opt:.4f}",
                 "median_s": t,
-                "lrkit/this": fmt_ratio(ratio_stats(ours, theirs)),
+                "lrkit/this": ratio(ours, theirs),
                 "lrkit err <=": "yes" if errors["lrkit.rsvd"] <= err * (1 + 1e-4) else "no",
             }
             if method in ("lrkit.rsvd", "torch.svd_lowrank"):

@@ -22,7 +22,6 @@ Time it only when nothing else runs on the machine.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import math
 import os
@@ -30,14 +29,7 @@ import statistics
 import warnings
 
 import torch
-from _timing import (
-    add_machine_flag,
-    fmt_ratio,
-    interleaved_times,
-    print_machine,
-    print_table,
-    ratio_stats,
-)
+from _timing import bench_parser, interleaved_times, print_machine, print_table, ratio
 
 import lrkit
 from lrkit.structured import Butterfly, KroneckerSum, Monarch, monarch_project
@@ -113,11 +105,11 @@ def products(n: int, rounds: int, ts_multiply) -> list[dict]:
             "method": name,
             "params": params[name],
             "ms": 1e3 * statistics.median(t),
-            "speed-up": fmt_ratio(ratio_stats(dense, t)),
+            "speed-up": ratio(dense, t),
         }
         if name == ts_name:
             mon = times[f"lrkit Monarch, nblocks {b}"]
-            row["note"] = f"lrkit Monarch / this: {fmt_ratio(ratio_stats(mon, t))}"
+            row["note"] = f"lrkit Monarch / this: {ratio(mon, t)}"
         rows.append(row)
     F = Butterfly.fft(n)
     Xc = X.to(torch.complex64)
@@ -139,7 +131,7 @@ def products(n: int, rounds: int, ts_multiply) -> list[dict]:
             "method": "lrkit Butterfly.fft (complex64)",
             "params": F.num_params,
             "ms": 1e3 * statistics.median(fft["butterfly"]),
-            "speed-up": fmt_ratio(ratio_stats(fft["fft"], fft["butterfly"])),
+            "speed-up": ratio(fft["fft"], fft["butterfly"]),
             "note": note,
         }
     )
@@ -168,16 +160,14 @@ def projection(n: int, rounds: int) -> list[dict]:
             "n": n,
             "method": f"lrkit monarch_project, nblocks {math.isqrt(n)}",
             "ms": 1e3 * statistics.median(times["project"]),
-            "speed-up": fmt_ratio(ratio_stats(times["svd"], times["project"])),
+            "speed-up": ratio(times["svd"], times["project"]),
             "note": note,
         },
     ]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="structured products against dense and peers")
-    parser.add_argument("--quick", action="store_true", help="n = 256 only (smoke run)")
-    add_machine_flag(parser)
+    parser = bench_parser("structured products against dense and peers", "n = 256 only (smoke run)")
     args = parser.parse_args()
     warnings.simplefilter("ignore")  # torch-structured's deprecation and CUDA notices
     sizes, rounds, svd_rounds = ([256], 3, 2) if args.quick else ([1024, 4096], 11, 3)

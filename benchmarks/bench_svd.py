@@ -12,20 +12,12 @@ Time it only when nothing else runs on the machine.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 
 import numpy as np
 import scipy.linalg
 import torch
-from _timing import (
-    add_machine_flag,
-    fmt_ratio,
-    interleaved_times,
-    print_machine,
-    print_table,
-    ratio_stats,
-)
+from _timing import bench_parser, interleaved_times, print_machine, print_table, ratio
 
 import lrkit
 
@@ -54,9 +46,7 @@ def peers(A64: np.ndarray, rank: int):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes only (CI smoke run)")
-    add_machine_flag(parser)
+    parser = bench_parser(__doc__.splitlines()[0], "small sizes only (CI smoke run)")
     args = parser.parse_args()
     rounds = 3 if args.quick else 9
     sizes = [(256, 256, 16)] if args.quick else [(512, 512, 32), (1024, 1024, 64), (2000, 500, 50)]
@@ -75,7 +65,7 @@ def main() -> None:
                     "method": name,
                     "rel_error": lrkit.rel_error(A, (U * S) @ Vh),
                     "median_s": statistics.median(times[name]),
-                    "lrkit/this": fmt_ratio(ratio_stats(times["lrkit.truncated_svd"], times[name])),
+                    "lrkit/this": ratio(times["lrkit.truncated_svd"], times[name]),
                 }
             )
     print_machine(args)

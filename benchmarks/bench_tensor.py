@@ -22,20 +22,12 @@ Time it only when nothing else runs on the machine.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import warnings
 
 import tensorly as tl
 import torch
-from _timing import (
-    add_machine_flag,
-    fmt_ratio,
-    interleaved_times,
-    print_machine,
-    print_table,
-    ratio_stats,
-)
+from _timing import bench_parser, interleaved_times, print_machine, print_table, ratio
 from tensorly.decomposition import parafac, tucker
 
 import lrkit
@@ -101,9 +93,7 @@ def methods(kind: str, T: torch.Tensor, rank):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="lrkit.tensor against TensorLy")
-    parser.add_argument("--quick", action="store_true", help="small cases (smoke run)")
-    add_machine_flag(parser)
+    parser = bench_parser("lrkit.tensor against TensorLy", "small cases (smoke run)")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     rounds = 2 if args.quick else 5
@@ -122,7 +112,7 @@ def main() -> None:
                     "library": method,
                     "rel_err": f"{err:.5f}",
                     "median_s": median[method],
-                    "lrkit/this": fmt_ratio(ratio_stats(times["lrkit"], times[method])),
+                    "lrkit/this": ratio(times["lrkit"], times[method]),
                     "lrkit err <=": "yes" if errors["lrkit"] <= err * (1 + 1e-3) else "no",
                     "target met": (
                         ("yes" if median["lrkit"] <= fastest_tl else "no")
