@@ -123,8 +123,8 @@ def test_stop_rule_relative_change_floor_and_tol_zero():
 
 def test_hooi_default_stop_settles_the_visible_digits():
     # Noisy Tucker tensor fit at ranks above the signal's, where HOOI has something to do.
-    # The default (relative change <= 1e-4 per sweep) ran 4 sweeps here, the old 1e-8 ran 36,
-    # TensorLy's tucker 2. The rule bounds only the last change, not what is left (that
+    # The default (relative change <= 1e-4 per sweep) ran 4 sweeps here, the old 1e-8 ran 28,
+    # TensorLy's tucker 3. The rule bounds only the last change, not what is left (that
     # depends on the rate); measured 1.7e-4 above the error of 200 sweeps, held to 1e-3.
     T = noisy(tucker_tensor((60, 70, 80), (12, 12, 12)), 0.1, seed=0)
     tk = hooi(T, 15)
@@ -138,8 +138,8 @@ def test_hooi_default_stop_settles_the_visible_digits():
 
 def test_cp_default_stop_settles_the_visible_digits():
     # ALS crawls, so its default asks for a relative change of 1e-6 (see lrkit.tensor._stop).
-    # Measured here: 26 sweeps, 2.3e-6 above the error of 1000 sweeps (1e-4 would stop at
-    # 11 sweeps, 2.8e-4 above); held to 1e-4.
+    # Measured here: 26 sweeps (the old default: 36), 2.3e-6 above the error of 1000 sweeps
+    # (1e-4 would stop at 11 sweeps, 2.8e-4 above); held to 1e-4.
     T = noisy(cp_tensor((20, 18, 16), 5, seed=2), 0.3, seed=2)
     cp = cp_als(T, 7, seed=0)
     assert cp.converged and cp.n_iter < 100

@@ -21,12 +21,14 @@ stops at that floor. ``tol = 0`` never stops early: every one of ``n_iter_max`` 
 
 The defaults stop when further sweeps no longer change what a user reads off the error (its
 first three or four significant digits). HOOI from the HOSVD converges fast: at a relative
-change of 1e-4 per sweep (``HOOI_TOL``, TensorLy's ``tucker`` uses 1e-4 on the absolute change)
-it took 1-13 sweeps on 15 noisy Tucker problems and ended within 8e-4 (relative) of the error
-of 200 sweeps. CP-ALS crawls, in "swamps" (nearly collinear factors) for hundreds of sweeps
-with a change per sweep far below what is still to come: at 1e-4 it stopped 0.4-1.7% above
-the error of 1000 sweeps there, at 1e-6 (``CP_TOL``) within 3e-4, and on plain noisy problems
-within 2e-5 in 7-41 sweeps (TensorLy's ``parafac``, 1e-8 on the absolute change: 8-52).
+change of 1e-4 per sweep (``HOOI_TOL``) it took 1-13 sweeps on 15 noisy Tucker problems and
+ended within 8e-4 (relative) of the error of 200 sweeps; TensorLy's ``tucker`` (1e-4 on the
+absolute change) took 3-4 sweeps on 10 of them and ended within 9e-4. CP-ALS crawls, in
+"swamps" (nearly collinear factors) for hundreds of sweeps with a change per sweep far below
+what is still to come: at 1e-4 it stopped 0.4-1.7% above the error of 1000 sweeps there, at
+1e-6 (``CP_TOL``) within 3e-4, and on plain noisy problems within 2e-5 in 7-41 sweeps
+(TensorLy's ``parafac``, 1e-8 on the absolute change: 8-52). ``benchmarks/bench_tensor.py``
+prints such a comparison.
 """
 
 from __future__ import annotations
