@@ -43,7 +43,7 @@ deterministic, reads A only through an SVD (randomized for large or sparse A), a
 sparse input sparse; QR densifies A for a full pivoted QR. The price of the default is
 storage: about twice that of a rank-k truncated SVD (``2k (m + n) + 4k^2`` numbers), and
 a CUR of rank up to 2k, so compare it with the SVD at equal storage, or pass
-``n_cols=k, n_rows=k`` for a CUR of rank k.
+``n_cols=k, n_rows=k`` for a CUR of rank k. ``benchmarks/bench_cur.py`` prints the table.
 """
 
 from __future__ import annotations
