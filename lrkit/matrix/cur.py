@@ -181,6 +181,27 @@ def _check_count(value, name: str, rank: int, limit: int, limit_name: str) -> in
     return value
 
 
+def _assemble(A, Asp, cols: torch.Tensor, rows: torch.Tensor, u: str):
+    """C (m, c) and R (r, n), copies of the chosen columns and rows, and the core U (c, r)."""
+    # C and R: copies of real columns and rows.
+    if Asp is None:
+        C, R = A[:, cols], A[rows, :]  # (m, c), (r, n): indexing copies
+        Cd, Rd = C, R
+    else:
+        c_np, r_np = cols.cpu().numpy(), rows.cpu().numpy()
+        C, R = _torch_csr(Asp[:, c_np]), _torch_csr(Asp[r_np, :])
+        Cd, Rd = C.to_dense(), R.to_dense()
+
+    # The core.
+    if u == "pinv":  # C^+ (A R^+): the least-squares core, one more pass over A
+        ARp = torch.linalg.pinv(Rd)  # (n, r)
+        ARp = A @ ARp if Asp is None else torch.from_numpy(Asp @ ARp.numpy())  # (m, r)
+        U = torch.linalg.pinv(Cd) @ ARp  # (c, r)
+    else:  # W^+ from the c x r crossing entries only
+        U = torch.linalg.pinv(Rd[:, cols])  # W = A[rows][:, cols] (r, c); U (c, r)
+    return C, U, R
+
+
 def cur(
     A,
     rank: int,
@@ -284,20 +305,6 @@ def cur(
         raise ValueError(f"svd has rank {svd.rank}; method={method!r} needs {k} singular vectors")
     cols, rows = select(A, Asp, method, rank, n_cols, n_rows, sampling, svd, gen, dtype, device)
 
-    # 2. C and R: copies of real columns and rows.
-    if Asp is None:
-        C, R = A[:, cols], A[rows, :]  # (m, c), (r, n): indexing copies
-        Cd, Rd = C, R
-    else:
-        c_np, r_np = cols.cpu().numpy(), rows.cpu().numpy()
-        C, R = _torch_csr(Asp[:, c_np]), _torch_csr(Asp[r_np, :])
-        Cd, Rd = C.to_dense(), R.to_dense()
-
-    # 3. The core.
-    if u == "pinv":  # C^+ (A R^+): the least-squares core, one more pass over A
-        ARp = torch.linalg.pinv(Rd)  # (n, r)
-        ARp = A @ ARp if Asp is None else torch.from_numpy(Asp @ ARp.numpy())  # (m, r)
-        U = torch.linalg.pinv(Cd) @ ARp  # (c, r)
-    else:  # W^+ from the c x r crossing entries only
-        U = torch.linalg.pinv(Rd[:, cols])  # W = A[rows][:, cols] (r, c); U (c, r)
+    # 2. C, U and R from them.
+    C, U, R = _assemble(A, Asp, cols, rows, u)
     return CUR(C, U.contiguous(), R, cols.to(device), rows.to(device), method=method, u=u)
