@@ -36,9 +36,10 @@ reliably close to the optimum on noisy low-rank data: over 216 noisy rank-r matr
 shapes from 200 x 200 to 1000 x 200, r = 5, 12, 30, noise 1%, 10% and 50% of the signal's
 norm, flat and decaying spectra, 3 seeds), ``||A - CUR||_F / ||A - A_k||_F`` with k = r reached
 30.6x for leverage sampling (median 2.8x), 3.0x for DEIM and 2.5x for QR, the worst at k = 30
-on a flat spectrum. Their proven bounds are looser still (DEIM's grows like
-``sqrt(k n) 2^k`` in the worst case). With 2k columns and rows the worst ratio was 1.46x for
-DEIM, 1.38x for QR and 1.82x for leverage sampling, and 1.78x for DEIM with 1.5k. DEIM is
+on a flat spectrum. Their proven bounds are looser still (DEIM's factor is at most
+``sqrt(n k / 3) 2^k`` per side, Sorensen & Embree 2016). With 2k columns and rows the worst
+ratio was 1.46x for DEIM, 1.38x for QR and 1.82x for leverage sampling, and 1.78x for DEIM
+with 1.5k. DEIM is
 deterministic, reads A only through an SVD (randomized for large or sparse A), and keeps
 sparse input sparse; QR densifies A for a full pivoted QR. The price of the default is
 storage: about twice that of a rank-k truncated SVD (``2k (m + n) + 4k^2`` numbers), and
@@ -254,7 +255,8 @@ def cur(
     CUR
         ``C``, ``U``, ``R`` and the indices ``cols``, ``rows``, on A's device. With
         ``n_cols = n_rows = rank`` its rank is at most ``rank``, so its error is never
-        below the truncated SVD's (Eckart-Young); oversampling can go below it.
+        below the truncated SVD's (Eckart-Young); oversampling, the default included, can go
+        below it.
 
     Examples
     --------
