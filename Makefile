@@ -71,8 +71,10 @@ html: venv
 	$(PY) -c "$$HTML_INDEX"
 	@echo "open build/html/index.html"
 
+# The machine is printed once; each script then prints its own tables (--no-machine).
 bench: venv
-	for f in benchmarks/bench_*.py; do $(PY) $$f || exit 1; done
+	$(PY) benchmarks/_timing.py
+	for f in benchmarks/bench_*.py; do $(PY) $$f --no-machine || exit 1; done
 
 clean:
 	rm -rf $(VENV) build

@@ -1,34 +1,35 @@
 """The course's Llama: inference speed of lrkit.llm against transformers on the same weights.
 
-Two workloads, float32 on the CPU, median of repeats in one run:
+Two workloads, float32 on the CPU, each run in interleaved rounds (see ``_timing.py``):
 
 - prompt processing: one forward pass over a batch of prompts (tokens per second);
 - generation: greedy decoding of new tokens one at a time with the KV cache (tokens/s),
   lrkit's ``generate`` against ``LlamaForCausalLM.generate(do_sample=False, use_cache=True)``.
 
 Both models load the checkpoint shipped in ``datasets/tiny-llama`` (or a tiny random model
-with ``--quick``). Ratios > 1 mean lrkit is faster.
+with ``--quick``). Tokens per second come from the median time; the speed-up is
+transformers' time over lrkit's in the same round, median [min-max] over the rounds
+(> 1: lrkit is faster). Time it only when nothing else runs on the machine.
 Run: ``make bench`` or ``.venv/bin/python benchmarks/bench_llm.py [--quick]``.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
+import statistics
 import tempfile
 import warnings
 
 import torch
-from _timing import median_time, print_table
+from _timing import bench_parser, interleaved_times, print_machine, print_table, ratio
 
 from lrkit.llm import Llama, LlamaConfig, generate
 from lrkit.llm.data import DATASETS, load_ids
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="lrkit.llm against transformers")
-    parser.add_argument("--quick", action="store_true", help="a tiny random model (smoke run)")
+    parser = bench_parser("lrkit.llm against transformers", "a tiny random model (smoke run)")
     args = parser.parse_args()
+    rounds = 3 if args.quick else 7
     warnings.simplefilter("ignore")
     try:
         from transformers import LlamaForCausalLM
@@ -57,15 +58,16 @@ def main() -> None:
 
     rows = []
     with torch.inference_mode():
-        t_ours = median_time(lambda: ours(ids), repeat=5)
-        t_theirs = median_time(lambda: theirs(ids).logits, repeat=5)
+        t = interleaved_times(
+            {"ours": lambda: ours(ids), "theirs": lambda: theirs(ids).logits}, rounds=rounds
+        )
         n = ids.numel()
         rows.append(
             {
                 "workload": f"prompt {batch}x{prompt_len}",
-                "lrkit tok/s": n / t_ours,
-                "transformers tok/s": n / t_theirs,
-                "lrkit speedup": t_theirs / t_ours,
+                "lrkit tok/s": n / statistics.median(t["ours"]),
+                "transformers tok/s": n / statistics.median(t["theirs"]),
+                "lrkit speedup": ratio(t["theirs"], t["ours"]),
             }
         )
 
@@ -83,20 +85,20 @@ def main() -> None:
             )
 
         same = torch.equal(ours_gen()[prompt_len:], theirs_gen()[0, prompt_len:])
-        t_ours = median_time(ours_gen, repeat=3)
-        t_theirs = median_time(theirs_gen, repeat=3)
+        t = interleaved_times({"ours": ours_gen, "theirs": theirs_gen}, rounds=rounds, warmup=0)
         rows.append(
             {
                 "workload": f"generate {new} after {prompt_len}",
-                "lrkit tok/s": new / t_ours,
-                "transformers tok/s": new / t_theirs,
-                "lrkit speedup": t_theirs / t_ours,
+                "lrkit tok/s": new / statistics.median(t["ours"]),
+                "transformers tok/s": new / statistics.median(t["theirs"]),
+                "lrkit speedup": ratio(t["theirs"], t["ours"]),
             }
         )
+    print_machine(args)
     print(
-        f"torch {torch.__version__}, threads {torch.get_num_threads()}, cpus {os.cpu_count()}; "
         f"model {path if not args.quick else 'tiny random'}, {ours.num_params:,} parameters; "
-        f"greedy tokens identical: {same}"
+        f"greedy tokens identical: {same}; lrkit speedup: median [min-max] over {rounds} "
+        f"interleaved rounds"
     )
     print_table(rows, ["workload", "lrkit tok/s", "transformers tok/s", "lrkit speedup"])
 

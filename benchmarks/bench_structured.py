@@ -1,7 +1,9 @@
 """Structured products: Kronecker, Monarch and butterfly against the dense matmul and peers.
 
 For n = 1024 and 4096 and p = 256 right-hand sides, float32, the table gives the median time
-of one product ``fact @ X`` (X of shape (n, p)) and its speed-up over the dense ``A @ X``:
+of one product ``fact @ X`` (X of shape (n, p)) and its speed-up over the dense ``A @ X``,
+both from interleaved rounds (see ``_timing.py``): the speed-up is the median [min-max] over
+the rounds of the dense time divided by this one in the same round.
 
 - dense matmul (n^2 parameters);
 - low rank, Kronecker (left shape (sqrt n, sqrt n)) and Monarch (nblocks = sqrt n), all three
@@ -20,14 +22,14 @@ Time it only when nothing else runs on the machine.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import math
 import os
+import statistics
 import warnings
 
 import torch
-from _timing import median_time, print_table
+from _timing import bench_parser, interleaved_times, print_machine, print_table, ratio
 
 import lrkit
 from lrkit.structured import Butterfly, KroneckerSum, Monarch, monarch_project
@@ -61,13 +63,12 @@ def torch_structured_multiply():
     return mod.blockdiag_butterfly_multiply, how
 
 
-def products(n: int, repeat: int, ts_multiply) -> list[dict]:
+def products(n: int, rounds: int, ts_multiply) -> list[dict]:
     g = torch.Generator().manual_seed(0)
     b = math.isqrt(n)
     A = torch.randn(n, n, generator=g)
     X = torch.randn(n, P, generator=g)
     Xt = X.T.contiguous()  # (p, n): the row layout torch-structured takes
-    dense = median_time(lambda: A @ X, repeat=repeat)
     facts = {
         f"lrkit LowRank, rank {b}": lrkit.LowRank(
             torch.randn(n, b, generator=g),
@@ -85,84 +86,100 @@ def products(n: int, repeat: int, ts_multiply) -> list[dict]:
         ),
         "lrkit Butterfly (Hadamard)": Butterfly.hadamard(n),
     }
-    rows = [{"n": n, "method": "dense A @ X", "params": n * n, "ms": 1e3 * dense, "speed-up": 1.0}]
-    for name, fact in facts.items():
-        t = median_time(lambda f=fact: f @ X, repeat=repeat)
-        rows.append(
-            {
-                "n": n,
-                "method": name,
-                "params": fact.num_params,
-                "ms": 1e3 * t,
-                "speed-up": dense / t,
-            }
-        )
-        if name.startswith("lrkit Monarch"):
-            monarch_ms = 1e3 * t
-            if ts_multiply is not None:
-                L, R = fact.L, fact.R
-                torch.testing.assert_close(ts_multiply(Xt, R, L), (fact @ X).T)  # same matrix
-                t_ts = median_time(lambda L=L, R=R: ts_multiply(Xt, R, L), repeat=repeat)
-                rows.append(
-                    {
-                        "n": n,
-                        "method": "torch-structured blockdiag_butterfly_multiply",
-                        "params": fact.num_params,
-                        "ms": 1e3 * t_ts,
-                        "speed-up": dense / t_ts,
-                        "note": f"lrkit Monarch / this: {monarch_ms / (1e3 * t_ts):.2f}",
-                    }
-                )
+    monarch = facts[f"lrkit Monarch, nblocks {b}"]
+    fns = {"dense A @ X": lambda: A @ X}
+    fns.update({name: (lambda f=fact: f @ X) for name, fact in facts.items()})
+    ts_name = "torch-structured blockdiag_butterfly_multiply"
+    if ts_multiply is not None:
+        L, R = monarch.L, monarch.R
+        torch.testing.assert_close(ts_multiply(Xt, R, L), (monarch @ X).T)  # same matrix
+        fns[ts_name] = lambda: ts_multiply(Xt, R, L)
+    times = interleaved_times(fns, rounds=rounds)
+    dense = times["dense A @ X"]
+    params = {name: fact.num_params for name, fact in facts.items()}
+    params.update({"dense A @ X": n * n, ts_name: monarch.num_params})
+    rows = []
+    for name, t in times.items():
+        row = {
+            "n": n,
+            "method": name,
+            "params": params[name],
+            "ms": 1e3 * statistics.median(t),
+            "speed-up": ratio(dense, t),
+        }
+        if name == ts_name:
+            mon = times[f"lrkit Monarch, nblocks {b}"]
+            row["note"] = f"lrkit Monarch / this: {ratio(mon, t)}"
+        rows.append(row)
     F = Butterfly.fft(n)
     Xc = X.to(torch.complex64)
-    t_fft = median_time(lambda: torch.fft.fft(Xc, dim=0), repeat=repeat)
-    t_bfft = median_time(lambda: F @ Xc, repeat=repeat)
+    fft = interleaved_times(
+        {"fft": lambda: torch.fft.fft(Xc, dim=0), "butterfly": lambda: F @ Xc}, rounds=rounds
+    )
     note = "speed-up column: over torch.fft.fft"
-    rows.append({"n": n, "method": "torch.fft.fft (complex64)", "ms": 1e3 * t_fft, "note": note})
+    rows.append(
+        {
+            "n": n,
+            "method": "torch.fft.fft (complex64)",
+            "ms": 1e3 * statistics.median(fft["fft"]),
+            "note": note,
+        }
+    )
     rows.append(
         {
             "n": n,
             "method": "lrkit Butterfly.fft (complex64)",
             "params": F.num_params,
-            "ms": 1e3 * t_bfft,
-            "speed-up": t_fft / t_bfft,
+            "ms": 1e3 * statistics.median(fft["butterfly"]),
+            "speed-up": ratio(fft["fft"], fft["butterfly"]),
             "note": note,
         }
     )
     return rows
 
 
-def projection(n: int) -> list[dict]:
+def projection(n: int, rounds: int) -> list[dict]:
     A = torch.randn(n, n, generator=torch.Generator().manual_seed(1))
-    t_svd = median_time(lambda: torch.linalg.svd(A, full_matrices=False), repeat=1, warmup=0)
-    t_proj = median_time(lambda: monarch_project(A, math.isqrt(n)), repeat=1, warmup=0)
+    times = interleaved_times(
+        {
+            "svd": lambda: torch.linalg.svd(A, full_matrices=False),
+            "project": lambda: monarch_project(A, math.isqrt(n)),
+        },
+        rounds=rounds,
+        warmup=0,
+    )
     note = "speed-up column: over the full SVD"
     return [
-        {"n": n, "method": "full SVD (torch.linalg.svd)", "ms": 1e3 * t_svd, "note": note},
+        {
+            "n": n,
+            "method": "full SVD (torch.linalg.svd)",
+            "ms": 1e3 * statistics.median(times["svd"]),
+            "note": note,
+        },
         {
             "n": n,
             "method": f"lrkit monarch_project, nblocks {math.isqrt(n)}",
-            "ms": 1e3 * t_proj,
-            "speed-up": t_svd / t_proj,
+            "ms": 1e3 * statistics.median(times["project"]),
+            "speed-up": ratio(times["svd"], times["project"]),
             "note": note,
         },
     ]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="structured products against dense and peers")
-    parser.add_argument("--quick", action="store_true", help="n = 256 only (smoke run)")
+    parser = bench_parser("structured products against dense and peers", "n = 256 only (smoke run)")
     args = parser.parse_args()
     warnings.simplefilter("ignore")  # torch-structured's deprecation and CUDA notices
-    sizes, repeat = ([256], 3) if args.quick else ([1024, 4096], 7)
+    sizes, rounds, svd_rounds = ([256], 3, 2) if args.quick else ([1024, 4096], 11, 3)
     ts_multiply, ts_status = torch_structured_multiply()
     rows = []
     for n in sizes:
-        rows += products(n, repeat, ts_multiply)
-        rows += projection(n)
+        rows += products(n, rounds, ts_multiply)
+        rows += projection(n, svd_rounds)
+    print_machine(args)
     print(
-        f"torch {torch.__version__}, threads {torch.get_num_threads()}, cpus {os.cpu_count()}; "
-        f"float32, p = {P} right-hand sides; median of {repeat} runs (SVD and projection: 1)"
+        f"float32, p = {P} right-hand sides; speed-up: median [min-max] over {rounds} "
+        f"interleaved rounds ({svd_rounds} for the SVD and the projection)"
     )
     print(f"torch-structured: {ts_status}")
     print_table(rows, ["n", "method", "params", "ms", "speed-up", "note"])

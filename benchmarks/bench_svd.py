@@ -3,19 +3,21 @@
 lrkit.truncated_svd computes a full thin SVD (torch.linalg.svd), keeps the top ``rank``
 triplets and fixes signs. This measures what that wrapping costs against calling
 numpy.linalg.svd, scipy.linalg.svd (gesdd) or torch.linalg.svd directly and slicing, at
-equal (exact) error. Times are medians in one run on this machine; ratios > 1 mean lrkit
-is slower. Run: ``make bench`` or ``.venv/bin/python benchmarks/bench_svd.py``.
+equal (exact) error. Every function runs in interleaved rounds (see ``_timing.py``);
+median_s is the median over the rounds, lrkit/this the median [min-max] over the rounds of
+lrkit's time divided by the other's in the same round (> 1: lrkit is slower).
+Run: ``make bench`` or ``.venv/bin/python benchmarks/bench_svd.py [--quick]``.
+Time it only when nothing else runs on the machine.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
+import statistics
 
 import numpy as np
 import scipy.linalg
 import torch
-from _timing import median_time, print_table
+from _timing import bench_parser, interleaved_times, print_machine, print_table, ratio
 
 import lrkit
 
@@ -44,16 +46,16 @@ def peers(A64: np.ndarray, rank: int):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes only (CI smoke run)")
+    parser = bench_parser(__doc__.splitlines()[0], "small sizes only (CI smoke run)")
     args = parser.parse_args()
+    rounds = 3 if args.quick else 9
     sizes = [(256, 256, 16)] if args.quick else [(512, 512, 32), (1024, 1024, 64), (2000, 500, 50)]
     rng = np.random.default_rng(0)
     rows = []
     for m, n, rank in sizes:
         A = rng.standard_normal((m, n))
         fns = peers(A, rank)
-        times = {name: median_time(fn, repeat=3) for name, fn in fns.items()}
+        times = interleaved_times(fns, rounds=rounds)
         for name, fn in fns.items():
             U, S, Vh = (torch.as_tensor(x) for x in fn())
             rows.append(
@@ -62,15 +64,13 @@ def main() -> None:
                     "rank": rank,
                     "method": name,
                     "rel_error": lrkit.rel_error(A, (U * S) @ Vh),
-                    "median_s": times[name],
-                    "lrkit_time / this": times["lrkit.truncated_svd"] / times[name],
+                    "median_s": statistics.median(times[name]),
+                    "lrkit/this": ratio(times["lrkit.truncated_svd"], times[name]),
                 }
             )
-    print(
-        f"torch {torch.__version__}, numpy {np.__version__}, threads {torch.get_num_threads()}, "
-        f"cpus {os.cpu_count()}"
-    )
-    print_table(rows, ["shape", "rank", "method", "rel_error", "median_s", "lrkit_time / this"])
+    print_machine(args)
+    print(f"float64; lrkit/this: median [min-max] over {rounds} interleaved rounds")
+    print_table(rows, ["shape", "rank", "method", "rel_error", "median_s", "lrkit/this"])
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from ._ops import (
     to_backend,
     unfold,
 )
+from ._stop import CP_TOL, has_converged
 
 __all__ = ["CPTensor", "cp_als"]
 
@@ -167,7 +168,7 @@ def _solve_normal(V: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
 
 @checked
 def cp_als(
-    T, rank: int, *, init: str = "svd", n_iter_max: int = 100, tol: float = 1e-8, seed=None
+    T, rank: int, *, init: str = "svd", n_iter_max: int = 100, tol: float = CP_TOL, seed=None
 ) -> CPTensor:
     """Rank-``rank`` CP decomposition of ``T`` by alternating least squares.
 
@@ -183,10 +184,14 @@ def cp_als(
         SVD for large unfoldings, see ``leading_left_vectors``). "random": Gaussian factors.
     n_iter_max : int, default 100
         Maximum number of ALS sweeps (one update of every factor each), at most 100000.
-    tol : float, default 1e-8
-        Stop when the relative error changes by less than ``tol`` between sweeps (TensorLy's
-        rule). The error is computed from norms and inner products, never from the dense
-        reconstruction, so in float32 it is accurate to about 1e-3 near zero.
+    tol : float, default 1e-6
+        Stop after the first sweep that changes the relative error by at most ``tol`` times
+        itself, or by no more than its rounding: the error is computed from norms and inner
+        products, never from the dense reconstruction, so near a perfect fit it is known only
+        to about ``sqrt(10 eps)`` (5e-8 in float64, 1e-3 in float32); see
+        ``lrkit.tensor._stop``. ALS crawls, so the default asks for a smaller change than
+        :func:`hooi`'s 1e-4 to settle the error's first four digits. ``tol=0`` runs all
+        ``n_iter_max`` sweeps.
     seed : int, torch.Generator or None
         Randomness for random columns and randomized SVDs, drawn on T's device.
 
@@ -224,7 +229,7 @@ def cp_als(
         inner = float(((M * factors[-1]).sum(0) * weights).sum())
         norm_X2 = float(weights @ (V * grams[-1]) @ weights)
         errors.append(math.sqrt(max(norm_T2 - 2 * inner + norm_X2, 0.0) / (norm_T2 or 1.0)))
-        if len(errors) > 1 and abs(errors[-2] - errors[-1]) < tol:
+        if len(errors) > 1 and has_converged(errors[-2], errors[-1], tol, T.dtype):
             converged = True
             break
 

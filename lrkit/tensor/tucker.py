@@ -35,6 +35,7 @@ from ._ops import (
     to_backend,
     unfold,
 )
+from ._stop import HOOI_TOL, has_converged
 
 __all__ = ["TuckerTensor", "hosvd", "hooi"]
 
@@ -203,7 +204,7 @@ def hooi(
     *,
     init: str = "svd",
     n_iter_max: int = 100,
-    tol: float = 1e-8,
+    tol: float = HOOI_TOL,
     seed=None,
 ) -> TuckerTensor:
     """Tucker decomposition by higher-order orthogonal iteration (De Lathauwer et al. 2000b).
@@ -215,8 +216,12 @@ def hooi(
         "svd": start from the HOSVD. "random": orthonormalized Gaussian factors.
     n_iter_max : int, default 100
         Maximum number of sweeps (one update of every factor each), at most 100000.
-    tol : float, default 1e-8
-        Stop when the relative error changes by less than ``tol`` between sweeps.
+    tol : float, default 1e-4
+        Stop after the first sweep that changes the relative error by at most ``tol`` times
+        itself (1e-4: its first four digits have settled), or by no more than the rounding
+        of an error computed from norms (about ``sqrt(10 eps)`` near a perfect fit); see
+        ``lrkit.tensor._stop``. ``tol=0`` runs all ``n_iter_max`` sweeps. On noisy data HOOI
+        from the HOSVD settles in a few sweeps; a smaller tol buys digits no one sees.
     seed : int, torch.Generator or None
         Randomness for the random init and randomized SVDs, drawn on T's device.
 
@@ -246,7 +251,7 @@ def hooi(
         errors.append(_rel_error(norm_T2, core))
         if errors[-1] < best[0]:
             best = (errors[-1], core, list(factors))
-        if abs(errors[-2] - errors[-1]) < tol:
+        if has_converged(errors[-2], errors[-1], tol, T.dtype):
             converged = True
             break
     _, core, factors = best
