@@ -7,7 +7,8 @@ object with one protocol: ``.to_dense()``, ``@``, ``.num_params``, ``.nbits``,
 
 from . import tensor
 from .core._linalg import svd_flip
-from .core.factorization import Factorization, LowRank
+from .core.factorization import Factorization
+from .core.lowrank import LowRank
 from .core.metrics import psnr, rel_error
 from .core.quant import QuantizedMatrix, quantize
 from .core.rank import rank_for_budget, rank_for_energy, rank_for_error

@@ -24,7 +24,7 @@ import inspect
 from dataclasses import dataclass, field
 
 from . import _checks as c
-from .factorization import LowRank
+from .lowrank import LowRank
 
 __all__ = ["PARAMS", "checked", "MAX_POWER_ITER", "MAX_SWEEPS", "MAX_STEPS"]
 

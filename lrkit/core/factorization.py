@@ -36,7 +36,7 @@ import torch
 
 from ._checks import as_tensor, check_positive_int, warn_adjusted
 
-__all__ = ["Factorization", "LowRank", "as_history", "dtype_bits"]
+__all__ = ["Factorization", "as_history", "dtype_bits"]
 
 
 def dtype_bits(dtype: torch.dtype) -> int:
@@ -124,46 +124,6 @@ class Factorization:
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)
         new.__dict__.update(fields)
-        return new
-
-    def _structure(self) -> dict:
-        """Everything but the tensors' values, as JSON-able data: the class, its plain
-        attributes, and each stored tensor's shape and dtype. With the tensors saved apart
-        (safetensors), :meth:`_from_structure` rebuilds the result without recomputing it."""
-
-        def field(value):
-            if value is None:
-                return None
-            if isinstance(value, Factorization):
-                return {"result": value._structure()}
-            if isinstance(value, list | tuple):
-                return {"list": [field(t) for t in value]}
-            return {"tensor": [list(value.shape), str(value.dtype).removeprefix("torch.")]}
-
-        attrs = {k: _to_json(v) for k, v in vars(self).items() if k not in self._fields}
-        return {"class": type(self).__name__, "attrs": attrs,
-                "fields": {f: field(getattr(self, f)) for f in self._fields}}  # fmt: skip
-
-    @staticmethod
-    def _from_structure(spec: dict, device=None) -> Factorization:
-        """A result of the structure ``spec`` holding uninitialised tensors on ``device``."""
-
-        def field(value):
-            if value is None:
-                return None
-            if "result" in value:
-                return Factorization._from_structure(value["result"], device)
-            if "list" in value:
-                return [field(t) for t in value["list"]]
-            shape, dtype = value["tensor"]
-            return torch.empty(shape, dtype=getattr(torch, dtype), device=device)
-
-        cls = _RESULT_TYPES.get(spec.get("class"))
-        if cls is None:
-            raise ValueError(f"unknown result class {spec.get('class')!r} in a saved structure")
-        new = object.__new__(cls)
-        new.__dict__.update({k: _from_json(v) for k, v in spec["attrs"].items()})
-        new.__dict__.update({f: field(v) for f, v in spec["fields"].items()})
         return new
 
     @property
@@ -348,34 +308,6 @@ class Factorization:
         )
 
 
-def _to_json(v):
-    """A plain attribute of a result as JSON-able data (tagged where JSON has no type)."""
-    if isinstance(v, torch.Size):
-        return {"size": list(v)}
-    if isinstance(v, torch.dtype):
-        return {"dtype": str(v).removeprefix("torch.")}
-    if isinstance(v, torch.Tensor):  # a fit history
-        return {"values": v.tolist(), "dtype": str(v.dtype).removeprefix("torch.")}
-    if isinstance(v, tuple):
-        return {"tuple": [_to_json(x) for x in v]}
-    if v is None or isinstance(v, bool | int | float | str):
-        return v
-    raise TypeError(f"cannot describe an attribute of type {type(v).__name__} as JSON")
-
-
-def _from_json(v):
-    if isinstance(v, dict):
-        if "size" in v:
-            return torch.Size(v["size"])
-        if "values" in v:
-            return torch.tensor(v["values"], dtype=getattr(torch, v["dtype"]))
-        if "dtype" in v:
-            return getattr(torch, v["dtype"])
-        if "tuple" in v:
-            return tuple(_from_json(x) for x in v["tuple"])
-    return v
-
-
 def _cast(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return t.to(dtype) if t.is_floating_point() else t
 
@@ -394,82 +326,3 @@ def _s(x) -> str:
 def _check_inner(left: int, right: int, what: str) -> None:
     if left != right:
         raise ValueError(f"{what}: the inner dimensions {left} and {right} differ")
-
-
-class LowRank(Factorization):
-    """A rank-k matrix stored as ``U @ diag(S) @ Vh``.
-
-    Shapes: ``U`` (..., m, k), ``S`` (..., k), ``Vh`` (..., k, n); leading dimensions are a
-    batch of matrices. ``U`` has orthonormal columns and ``Vh`` orthonormal rows when the
-    object comes from an SVD; the class itself does not require it. Unpacks as
-    ``U, S, Vh = lowrank``.
-
-    Storage counts ``k * (m + n + 1)`` numbers per matrix: the singular values too.
-    """
-
-    _fields = ("U", "S", "Vh")
-
-    def __init__(self, U, S, Vh):
-        # keep_grad: factors may be trained (low-rank layers differentiate through them)
-        U = as_tensor(U, "U", min_ndim=2, keep_grad=True)
-        S = as_tensor(S, "S", keep_grad=True)
-        Vh = as_tensor(Vh, "Vh", min_ndim=2, keep_grad=True)
-        k = U.shape[-1]
-        if S.shape[-1] != k or Vh.shape[-2] != k:
-            raise ValueError(
-                f"factor shapes do not agree: U {tuple(U.shape)}, S {tuple(S.shape)}, "
-                f"Vh {tuple(Vh.shape)}; need U (..., m, k), S (..., k), Vh (..., k, n)"
-            )
-        if U.shape[:-2] != S.shape[:-1] or U.shape[:-2] != Vh.shape[:-2]:
-            raise ValueError(
-                f"batch shapes do not agree: U {tuple(U.shape)}, S {tuple(S.shape)}, "
-                f"Vh {tuple(Vh.shape)}"
-            )
-        if not (U.device == S.device == Vh.device):
-            raise ValueError(
-                f"factors live on different devices: {U.device}, {S.device}, {Vh.device}"
-            )
-        dtype = torch.promote_types(torch.promote_types(U.dtype, S.dtype), Vh.dtype)
-        self.U, self.S, self.Vh = U.to(dtype), S.to(dtype), Vh.to(dtype)
-
-    @property
-    def rank(self) -> int:
-        return self.S.shape[-1]
-
-    @property
-    def shape(self) -> torch.Size:
-        return torch.Size((*self.U.shape[:-1], self.Vh.shape[-1]))
-
-    def __iter__(self):
-        return iter((self.U, self.S, self.Vh))
-
-    def truncate(self, rank: int) -> LowRank:
-        """The first ``rank`` terms. For an SVD (S descending) this is the truncated SVD of
-        that rank, since truncated SVDs are nested: no new factorization is needed."""
-        rank = check_positive_int(rank, "rank")
-        if rank > self.rank:
-            raise ValueError(f"rank (={rank}) must be <= the current rank = {self.rank}")
-        return LowRank(self.U[..., :rank], self.S[..., :rank], self.Vh[..., :rank, :])
-
-    def to_dense(self) -> torch.Tensor:
-        return (self.U * self.S.unsqueeze(-2)) @ self.Vh  # (..., m, k) * (..., 1, k) @ (..., k, n)
-
-    @property
-    def T(self) -> LowRank:
-        """The transpose, ``Vh^T diag(S) U^T``, sharing storage with this one."""
-        return LowRank(self.Vh.mT, self.S, self.U.mT)
-
-    def _matmul(self, X: torch.Tensor) -> torch.Tensor:
-        # U (S (Vh X)): costs k(m + n) per column instead of m n.
-        return self.U @ (self.S.unsqueeze(-1) * (self.Vh @ X))  # (..., k, p) scaled by rows
-
-    def _rmatmul(self, X: torch.Tensor) -> torch.Tensor:
-        # ((X U) S) Vh
-        return ((X @ self.U) * self.S.unsqueeze(-2)) @ self.Vh  # (..., p, k) scaled by columns
-
-    def _rmatmul_t(self, x: torch.Tensor) -> torch.Tensor:
-        # x W^T = ((x Vh^T) S) U^T: (B, n) -> (B, k) -> (B, m), two thin GEMMs
-        return ((x @ self.Vh.mT) * self.S) @ self.U.mT
-
-    def _describe(self) -> str:
-        return f"rank={self.rank}"

@@ -12,7 +12,7 @@ import warnings
 
 import torch
 
-from ..core.factorization import LowRank
+from ..core.lowrank import LowRank
 from .interp import pivoted_qr
 from .rsvd import rsvd
 from .svd import truncated_svd

@@ -59,7 +59,8 @@ from ..core._checks import as_matrix, check_rank
 from ..core._operator import as_operator
 from ..core._params import checked
 from ..core._random import make_generator
-from ..core.factorization import Factorization, LowRank
+from ..core.factorization import Factorization
+from ..core.lowrank import LowRank
 from ._select import n_singular_vectors, select
 
 __all__ = ["cur", "CUR"]

@@ -26,7 +26,7 @@ from ..core._linalg import orth_rows, svd_flip
 from ..core._operator import Operator, as_operator
 from ..core._params import checked
 from ..core._random import make_generator
-from ..core.factorization import LowRank
+from ..core.lowrank import LowRank
 
 __all__ = ["range_finder", "rsvd", "lowrank_from_basis"]
 

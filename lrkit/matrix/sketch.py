@@ -23,7 +23,8 @@ from ..core._checks import as_matrix, check_positive_int, check_rank, warn_adjus
 from ..core._linalg import lstsq, svd_flip
 from ..core._params import checked
 from ..core._random import make_generator
-from ..core.factorization import LowRank, dtype_bits
+from ..core.factorization import dtype_bits
+from ..core.lowrank import LowRank
 
 __all__ = ["StreamingSketch"]
 

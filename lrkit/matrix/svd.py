@@ -18,7 +18,7 @@ import torch
 from ..core._checks import as_matrix, check_rank
 from ..core._linalg import svd_flip
 from ..core._params import checked
-from ..core.factorization import LowRank
+from ..core.lowrank import LowRank
 
 __all__ = ["truncated_svd", "svd_flip"]
 

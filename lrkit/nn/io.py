@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..core.factorization import Factorization
+from ..core._structure import from_structure, structure
 from .compress import CompressionReport
 from .conv import FactorizedConv2d
 from .linear import FactorizedLinear
@@ -45,7 +45,7 @@ def save_compressed(model: nn.Module, path, report: CompressionReport | None = N
         if isinstance(module, FactorizedLinear):
             modules[name] = {
                 "kind": "linear",
-                "factorization": module._template._structure(),
+                "factorization": structure(module._template),
                 "bias": module.bias is not None,
             }
         elif isinstance(module, FactorizedConv2d):
@@ -90,7 +90,7 @@ def load_compressed(model: nn.Module, path, *, inplace: bool = False) -> nn.Modu
         if spec["kind"] == "linear":
             if not isinstance(dense, nn.Linear):
                 raise TypeError(f"module {name!r} is a {type(dense).__name__}, not a Linear")
-            fact = Factorization._from_structure(spec["factorization"], device)
+            fact = from_structure(spec["factorization"], device)
             if tuple(fact.shape) != tuple(dense.weight.shape):
                 raise ValueError(
                     f"module {name!r} has a weight of shape {tuple(dense.weight.shape)}; the "

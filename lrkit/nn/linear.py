@@ -21,7 +21,8 @@ from torch import nn
 
 from ..core._checks import check_positive_int
 from ..core._random import make_generator
-from ..core.factorization import Factorization, LowRank, dtype_bits
+from ..core.factorization import Factorization, dtype_bits
+from ..core.lowrank import LowRank
 from ..matrix.cur import cur
 from ..matrix.lplr import lplr
 from ..matrix.rsvd import rsvd

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..core.factorization import LowRank
+from ..core.lowrank import LowRank
 from ..core.metrics import psnr, rel_error
 from ..matrix.lplr import dsvd_quant, lplr
 from ..matrix.svd import truncated_svd
