@@ -10,10 +10,11 @@
   without recomputing any factorization.
 """
 
-from .compress import CompressionReport, ModuleReport, compress_model, decompress
+from .compress import compress_model, decompress
 from .conv import FactorizedConv2d
 from .io import load_compressed, save_compressed
 from .linear import METHODS, FactorizedLinear
+from .report import CompressionReport, ModuleReport
 
 __all__ = [
     "METHODS",

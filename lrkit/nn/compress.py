@@ -22,110 +22,20 @@ import copy
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from ..core._checks import check_choice, check_positive_int, warn_adjusted
-from ..core.factorization import dtype_bits
 from .conv import FactorizedConv2d
 from .linear import METHODS, FactorizedLinear
+from .report import CompressionReport, ModuleReport, layer_size, model_nbits, model_params
 
 __all__ = ["compress_model", "decompress", "CompressionReport", "ModuleReport"]
 
 SUPPORTED = (nn.Linear, nn.Conv2d)
 OUTPUT_NAMES = ("lm_head", "embed_tokens", "embed_out")  # left dense unless targeted by name
 RANKED = ("svd", "rsvd", "lplr", "cur")  # linear methods whose size is a rank
-
-
-@dataclass
-class ModuleReport:
-    """One replaced (or skipped) module: sizes before and after."""
-
-    name: str
-    type: str
-    method: str
-    rank: object
-    params_before: int
-    params_after: int
-    nbits_before: int
-    nbits_after: int
-    note: str = ""
-
-
-@dataclass
-class CompressionReport:
-    """Per-module rows and the whole model's totals (parameters = stored floating values;
-    nbits = every stored bit, quantization codes at their width)."""
-
-    modules: list[ModuleReport] = field(default_factory=list)
-    params_before: int = 0
-    params_after: int = 0
-    nbits_before: int = 0
-    nbits_after: int = 0
-
-    @property
-    def param_ratio(self) -> float:
-        return self.params_after / self.params_before
-
-    @property
-    def compression_ratio(self) -> float:
-        return self.nbits_before / self.nbits_after
-
-    def __repr__(self) -> str:
-        head = ("module", "type", "method", "rank", "params before", "params after")
-        rows = [
-            (m.name, m.type, m.method, str(m.rank), f"{m.params_before:,}", f"{m.params_after:,}")
-            for m in self.modules
-        ]
-        rows.append(
-            ("whole model", "", "", "", f"{self.params_before:,}", f"{self.params_after:,}")
-        )
-        widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-        line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True))  # noqa: E731
-        text = [line(head), line(tuple("-" * w for w in widths)), *map(line, rows)]
-        text.append(
-            f"parameters kept: {self.param_ratio:.3f}; compression (bits): "
-            f"{self.compression_ratio:.2f}x"
-        )
-        return "\n".join(text)
-
-    def to_pandas(self):
-        """The per-module rows as a pandas DataFrame (pandas must be installed)."""
-        import pandas as pd
-
-        return pd.DataFrame([vars(m) for m in self.modules])
-
-
-# -- sizes --------------------------------------------------------------------------------
-def model_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def model_nbits(model: nn.Module) -> int:
-    """Every stored bit: factorized layers by their own count (codes at their width), the
-    other parameters at their dtype, each shared (tied) parameter once."""
-    total, skip, seen = 0, set(), set()
-    for module in model.modules():  # parents come before their children
-        if id(module) in skip:
-            continue
-        if isinstance(module, FactorizedLinear | FactorizedConv2d):
-            total += module.nbits
-            skip.update(id(m) for m in module.modules())
-            continue
-        for p in module.parameters(recurse=False):
-            if id(p) not in seen:
-                seen.add(id(p))
-                total += p.numel() * dtype_bits(p.dtype)
-    return total
-
-
-def _layer_size(module: nn.Module) -> tuple[int, int]:
-    if isinstance(module, FactorizedLinear | FactorizedConv2d):
-        return module.num_params, module.nbits
-    params = list(module.parameters())
-    return sum(p.numel() for p in params), sum(p.numel() * dtype_bits(p.dtype) for p in params)
 
 
 # -- selection ------------------------------------------------------------------------------
@@ -294,7 +204,7 @@ def compress_model(
         is_conv = isinstance(module, nn.Conv2d)
         sized = is_conv or ranked
         r = _rank_for(name, module, rank, param_ratio, rank_pattern) if sized else None
-        before = _layer_size(module)
+        before = layer_size(module)
         kind = type(module).__name__
         label = conv_method if is_conv else (method if isinstance(method, str) else "custom")
         if is_conv and conv_method == "tucker" and r > min(module.weight.shape[:2]):
@@ -321,7 +231,7 @@ def compress_model(
         else:
             kw = dict(method_kwargs, rank=r) if ranked else method_kwargs
             new = FactorizedLinear.from_linear(module, method, **kw)
-        after = _layer_size(new)
+        after = layer_size(new)
         report.modules.append(
             ModuleReport(name, kind, label, r, before[0], after[0], before[1], after[1])
         )

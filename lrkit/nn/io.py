@@ -24,9 +24,9 @@ import torch
 from torch import nn
 
 from ..core._structure import from_structure, structure
-from .compress import CompressionReport
 from .conv import FactorizedConv2d
 from .linear import FactorizedLinear
+from .report import CompressionReport
 
 __all__ = ["save_compressed", "load_compressed"]
 
