@@ -15,6 +15,7 @@ FORBIDDEN = {
     "tensor": {"structured", "llm", "nn", "plot"},
     "structured": {"tensor", "llm", "nn", "plot"},
     "llm": {"nn", "plot"},
+    "nn": {"llm", "plot"},
 }
 
 
