@@ -7,6 +7,7 @@ import math
 import torch
 
 from ._checks import as_tensor, check_choice
+from ._linalg import fro_norm
 from .factorization import Factorization
 
 __all__ = ["rel_error", "psnr"]
@@ -32,7 +33,7 @@ def rel_error(A, approx, ord: str | int = "fro") -> float:
     check_choice(ord, "ord", ("fro", 2))
     A, B = _pair(A, approx)
     if ord == "fro":
-        num, den = torch.linalg.vector_norm(A - B), torch.linalg.vector_norm(A)
+        num, den = fro_norm(A - B), fro_norm(A)  # scaled: no overflow at 1e19 in float32
     else:
         if A.ndim != 2:
             raise ValueError(

@@ -227,15 +227,40 @@ def quantize(
     G = _as_groups(X, scales, axis, group_size)  # (granules, g)
     levels = 2**bits - 1
 
-    def stored(x):  # a range number as it will be stored (scale_dtype), back in X's dtype
-        return x.to(scale_dtype).to(X.dtype)
+    # The range numbers are computed in float64 (2 R or max - min cannot overflow there for
+    # float32 data), then must fit twice: stored at scale_dtype (float16 holds at most 65504,
+    # and LLM weights and activations reach that), and in A's dtype, where the rebuild
+    # lo + step * code reaches hi = lo + step * levels. Either overflow would rebuild inf or
+    # NaN, so it is refused here rather than returned.
+    def stored(x):  # a range number as it will be stored (scale_dtype), back in float64
+        s = x.to(scale_dtype)
+        if not bool(torch.isfinite(s).all()):
+            big = float(x.abs().max())
+            raise ValueError(
+                f"a range number of A (={big:.4g}) does not fit scale_dtype={scale_dtype}, "
+                f"whose largest value is {torch.finfo(scale_dtype).max:.6g}; use a "
+                f"scale_dtype of wider range (bfloat16 and float32 reach 3.4e38, float64 "
+                f"1.8e308) or scale A down"
+            )
+        return s.to(torch.float64)
 
     if symmetric:  # one stored number per range: R; lo and step follow from it
-        R = stored(G.abs().amax(dim=1, keepdim=True))  # (granules, 1)
+        R = stored(G.abs().amax(dim=1, keepdim=True).double())  # (granules, 1)
         lo, step = -R, 2 * R / levels
     else:  # two stored numbers per range: lo and step
-        lo = stored(G.amin(dim=1, keepdim=True))
-        step = stored((G.amax(dim=1, keepdim=True) - lo) / levels).clamp_(min=0)
+        lo = stored(G.amin(dim=1, keepdim=True).double())
+        step = stored((G.amax(dim=1, keepdim=True).double() - lo) / levels).clamp_(min=0)
+    span = step * levels  # hi - lo, what lo + step * code adds at most
+    if not (
+        bool(torch.isfinite(span.to(X.dtype)).all())
+        and bool(torch.isfinite((lo + span).to(X.dtype)).all())
+    ):
+        raise ValueError(
+            f"A's quantization range spans {float(span.max()):.4g}, beyond the largest "
+            f"{X.dtype} value {torch.finfo(X.dtype).max:.4g}, so its levels cannot be "
+            f"rebuilt in {X.dtype}; quantize A in float64 or scale it down"
+        )
+    lo, step = lo.to(X.dtype), step.to(X.dtype)
     safe = torch.where(step > 0, step, torch.ones_like(step))  # a constant granule: code 0
     t = (G - lo) / safe  # position in steps, in [0, levels]
     if rounding == "nearest":

@@ -351,4 +351,10 @@ def cur(
         U = torch.linalg.pinv(Cd) @ ARp  # (c, r)
     else:  # W^+ from the c x r crossing entries only
         U = torch.linalg.pinv(Rd[:, cols])  # W = A[rows][:, cols] (r, c); U (c, r)
+    if not bool(torch.isfinite(U).all()):  # U scales as 1 / A: tiny A, huge U
+        raise ValueError(
+            f"the CUR core U has entries beyond the range of {U.dtype} (A's largest entry is "
+            f"{float(_values(Cd).abs().max()):.3g} and U scales as 1 / A); pass A in "
+            f"float64 or multiply it by a constant first"
+        )
     return CUR(C, U.contiguous(), R, cols.to(device), rows.to(device), method=method, u=u)

@@ -23,7 +23,7 @@ def as_tensor_c(x, name: str, *, min_ndim: int = 1, keep_graph: bool = False) ->
     so that autograd flows through factors built from parameters.
     """
     if isinstance(x, np.ndarray) and np.iscomplexobj(x):
-        x = torch.from_numpy(np.array(x, copy=True))
+        x = torch.from_numpy(np.array(x, dtype=x.dtype.newbyteorder("="), copy=True))
     if not (isinstance(x, torch.Tensor) and x.is_complex()):
         return as_tensor(x, name, min_ndim=min_ndim, keep_grad=keep_graph)
     as_tensor(torch.view_as_real(x.detach()), name, min_ndim=min_ndim + 1)  # finite, not empty

@@ -39,6 +39,7 @@ import math
 import torch
 
 from ..core._checks import check_positive_int
+from ..core._linalg import pow2_scale, pow2_unscale
 from ..core._random import make_generator
 from ._complex import ComplexAware, as_matrix_c, as_tensor_c
 
@@ -254,6 +255,16 @@ def butterfly_fit(
     if not (isinstance(lr, int | float) and lr > 0):
         raise ValueError(f"lr (={lr!r}) must be a positive number")
     n, L = A.shape[0], A.shape[0].bit_length() - 1
+    # Adam's lr is in units of the twiddles, whose product has A's scale, so A is fitted at
+    # its own scale; but far from 1 the squares in the loss leave float32's range (entries
+    # ~1e19 overflow, ~1e-19 underflow), and twiddles of size |A|^(1/L) are far from the
+    # random start. Outside 2**-16 .. 2**16, A is fitted divided by a power of two (exact)
+    # and the last level of twiddles multiplied back.
+    As, e = pow2_scale(A)
+    if abs(e) > 16:
+        A = As
+    else:
+        e = 0
     gen = make_generator(seed, A.device)
     real = A.real.dtype if A.is_complex() else A.dtype
     tw = torch.randn(L, n // 2, 2, 2, generator=gen, dtype=real, device=A.device) / math.sqrt(2)
@@ -278,6 +289,9 @@ def butterfly_fit(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+    if best is None:  # only if the very first loss is not finite
+        raise ValueError("the loss of the random start is not finite; A cannot be fitted")
+    best[L - 1] = pow2_unscale(best[L - 1], e)
     return Butterfly(best, bit_reversal=bit_reversal, history=history.sqrt())
 
 

@@ -23,6 +23,7 @@ import math
 import torch
 
 from ..core._checks import as_tensor, check_choice, check_positive_int
+from ..core._linalg import pow2_scale, pow2_unscale
 from ..core._random import make_generator
 from ..core.factorization import Factorization
 from ._ops import (
@@ -203,6 +204,7 @@ def cp_als(
     n_iter_max = check_positive_int(n_iter_max, "n_iter_max")
     tol = check_tol(tol)
     gen = make_generator(seed, T.device)
+    T, e = pow2_scale(T)  # exact; squares and Gram matrices stay in range (see pow2_scale)
 
     N = T.ndim
     factors = _init_factors(T, rank, init, gen)
@@ -231,5 +233,8 @@ def cp_als(
 
     order = torch.argsort(weights, descending=True)
     return CPTensor(
-        weights[order], [A[:, order] for A in factors], errors=errors, converged=converged
+        pow2_unscale(weights[order], e),
+        [A[:, order] for A in factors],
+        errors=errors,
+        converged=converged,
     )

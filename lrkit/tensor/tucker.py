@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import torch
 
 from ..core._checks import as_tensor, check_choice, check_positive_int
+from ..core._linalg import pow2_scale, pow2_unscale
 from ..core._random import make_generator
 from ..core.factorization import Factorization
 from ._ops import (
@@ -199,10 +200,12 @@ def hosvd(T, ranks, *, seed=None) -> TuckerTensor:
         Orthonormal factors, core ``T x_n U_n^T``; ``errors[0]`` is its relative error.
     """
     T, ranks = _prepare(T, ranks)
+    T, e = pow2_scale(T)  # exact; squares and Gram matrices stay in range (see pow2_scale)
     gen = make_generator(seed, T.device)
     core, factors = _hosvd(T, ranks, gen)
     norm_T2 = float(torch.sum(T * T))
-    return TuckerTensor(core, factors, errors=[_rel_error(norm_T2, core)])
+    error = _rel_error(norm_T2, core)
+    return TuckerTensor(pow2_unscale(core, e), factors, errors=[error])
 
 
 def hooi(
@@ -239,6 +242,7 @@ def hooi(
     n_iter_max = check_positive_int(n_iter_max, "n_iter_max")
     tol = check_tol(tol)
     gen = make_generator(seed, T.device)
+    T, e = pow2_scale(T)  # exact; squares and Gram matrices stay in range (see pow2_scale)
     N, norm_T2 = T.ndim, float(torch.sum(T * T))
 
     if init == "svd":
@@ -261,4 +265,4 @@ def hooi(
             converged = True
             break
     _, core, factors = best
-    return TuckerTensor(core, factors, errors=errors, converged=converged)
+    return TuckerTensor(pow2_unscale(core, e), factors, errors=errors, converged=converged)
