@@ -11,6 +11,8 @@ import lrkit
 from lrkit.core.quant import quantize
 from lrkit.matrix.lplr import QuantizedLowRank, dsvd_quant, lplr, lplr_max_rank, rank_for_bits
 
+from conftest import EXTREME_SCALES, SCALE_IDS, assert_scaled, at_scale
+
 
 @pytest.fixture(scope="module")
 def phantom():
@@ -174,3 +176,16 @@ def test_dsvd_symmetric_and_scale_dtype_are_used():
     assert asym.nbits == sym.nbits + 2 * 32  # one more range number per factor
     half = dsvd_quant(A, 5, bits_left=4, bits_right=4, scale_dtype=torch.float16)
     assert half.nbits == sym.nbits - 2 * 16
+
+
+@pytest.mark.parametrize(("dtype", "k"), EXTREME_SCALES[:2], ids=SCALE_IDS[:2])
+def test_lplr_at_extreme_scales(dtype, k):
+    # Sketch, QR and quantizer are scale-free: 2**k times the unit-scale result.
+    X = spectrum_matrix(20, 16, 0.7 ** torch.arange(16.0, dtype=torch.float64))
+    A, A1 = at_scale(X, dtype, k)
+    assert_scaled(
+        lplr(A, 3, bits_left=8, bits_right=8, seed=0).to_dense(),
+        lplr(A1, 3, bits_left=8, bits_right=8, seed=0).to_dense(),
+        k,
+        dtype,
+    )

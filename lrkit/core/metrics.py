@@ -61,7 +61,9 @@ def psnr(image, approx, *, data_range: float | None = None) -> float:
         data_range = 255.0 if is_uint8 else float(A.max() - A.min())
     if not data_range > 0:
         raise ValueError(f"data_range (={data_range}) must be > 0")
-    mse = float(torch.mean((A - B) ** 2))
-    if mse == 0.0:
+    # 10 log10(range**2 / MSE) = 20 log10(range / RMS); the RMS through the scaled norm, so
+    # neither the squares nor data_range**2 overflow (float32 images of 1e19) or underflow.
+    rms = fro_norm(A - B) / math.sqrt(A.numel())
+    if rms == 0.0:
         return math.inf
-    return 10.0 * math.log10(data_range**2 / mse)
+    return 20.0 * math.log10(data_range / rms)

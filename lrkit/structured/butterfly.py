@@ -255,16 +255,12 @@ def butterfly_fit(
     if not (isinstance(lr, int | float) and lr > 0):
         raise ValueError(f"lr (={lr!r}) must be a positive number")
     n, L = A.shape[0], A.shape[0].bit_length() - 1
-    # Adam's lr is in units of the twiddles, whose product has A's scale, so A is fitted at
-    # its own scale; but far from 1 the squares in the loss leave float32's range (entries
-    # ~1e19 overflow, ~1e-19 underflow), and twiddles of size |A|^(1/L) are far from the
-    # random start. Outside 2**-16 .. 2**16, A is fitted divided by a power of two (exact)
-    # and the last level of twiddles multiplied back.
-    As, e = pow2_scale(A)
-    if abs(e) > 16:
-        A = As
-    else:
-        e = 0
+    # A is fitted divided by a power of two 2**e that brings its largest entry into
+    # [1/2, 1) (exact), and the last level of twiddles multiplied back: the squares in the
+    # loss then stay in range (float32 entries ~1e19 would overflow, ~1e-19 underflow), the
+    # random start is at A's scale, and fitting c * A gives c times the fit of A for c a
+    # power of two.
+    A, e = pow2_scale(A)
     gen = make_generator(seed, A.device)
     real = A.real.dtype if A.is_complex() else A.dtype
     tw = torch.randn(L, n // 2, 2, 2, generator=gen, dtype=real, device=A.device) / math.sqrt(2)
