@@ -54,13 +54,17 @@ def lstsq(A: torch.Tensor, B: torch.Tensor, rcond: float | None = None):
     (singular values below ``rcond * s_max`` are treated as zero; default
     ``max(m, n) * eps``), and works the same on every device.
     """
+    # Scaled by powers of two (exact), so 1 / S neither overflows (subnormal A) nor
+    # underflows; the solution scales back by 2**(eB - eA).
+    A, eA = pow2_scale(A)
+    B, eB = pow2_scale(B)
     U, S, Vh = torch.linalg.svd(A, full_matrices=False)  # (..., m, r) (..., r) (..., r, n)
     if rcond is None:
         rcond = max(A.shape[-2:]) * torch.finfo(A.dtype).eps
     keep = S > rcond * S[..., :1]
     inv = torch.where(keep, 1.0 / torch.where(keep, S, torch.ones_like(S)), torch.zeros_like(S))
     X = Vh.mT @ (inv.unsqueeze(-1) * (U.mT @ B))  # (..., n, p)
-    return X, int(keep.sum(-1).min())
+    return pow2_unscale(X, eB - eA), int(keep.sum(-1).min())
 
 
 def svd_flip(U: torch.Tensor, Vh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

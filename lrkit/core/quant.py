@@ -231,7 +231,9 @@ def quantize(
     # float32 data), then must fit twice: stored at scale_dtype (float16 holds at most 65504,
     # and LLM weights and activations reach that), and in A's dtype, where the rebuild
     # lo + step * code reaches hi = lo + step * levels. Either overflow would rebuild inf or
-    # NaN, so it is refused here rather than returned.
+    # NaN, so it is refused here rather than returned. So is the opposite: when even the
+    # largest range number is below scale_dtype's smallest normal number, the stored ranges
+    # keep few bits or none (1e-170 in float32 is 0, and A would come back as all zeros).
     def stored(x):  # a range number as it will be stored (scale_dtype), back in float64
         s = x.to(scale_dtype)
         if not bool(torch.isfinite(s).all()):
@@ -250,6 +252,14 @@ def quantize(
     else:  # two stored numbers per range: lo and step
         lo = stored(G.amin(dim=1, keepdim=True).double())
         step = stored((G.amax(dim=1, keepdim=True).double() - lo) / levels).clamp_(min=0)
+    fs, largest = torch.finfo(scale_dtype), float(G.abs().max())
+    if 0.0 < largest < fs.tiny:
+        raise ValueError(
+            f"A's largest entry (={largest:.4g}) is below the smallest normal number of "
+            f"scale_dtype={scale_dtype} ({fs.tiny:.4g}), so its ranges would be stored with "
+            f"few bits or as zero; use a scale_dtype of wider range (float32 reaches 1.2e-38, "
+            f"float64 2.2e-308) or scale A up"
+        )
     span = step * levels  # hi - lo, what lo + step * code adds at most
     if not (
         bool(torch.isfinite(span.to(X.dtype)).all())
