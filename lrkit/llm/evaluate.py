@@ -140,8 +140,8 @@ def generate(
     ``temperature=0`` picks the most likely token (greedy). ``top_k`` samples among the k
     most likely tokens only (an integer in 1..vocab_size; None samples from all). Token ids
     must be integers in 0..vocab_size - 1. A prompt that leaves no room for
-    ``max_new_tokens`` in the context is truncated to its last tokens, with a warning. Returns a string for a string
-    prompt, else a tensor of ids (prompt and continuation).
+    ``max_new_tokens`` in the context is truncated to its last tokens, with a warning.
+    Returns a string for a string prompt, else a tensor of ids (prompt and continuation).
     """
     from ..core._random import make_generator
 
