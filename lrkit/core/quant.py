@@ -210,7 +210,11 @@ def quantize(
         Stochastic rounding uses ``seed`` and is unbiased.
     scale_dtype : torch.dtype, default float32
         Width at which the range numbers are stored and counted, whatever A's dtype (the
-        ranges used to rebuild are exactly the stored ones). float16 halves their storage.
+        ranges used to rebuild are exactly the stored ones). float16 halves their storage,
+        but holds only 6.1e-5..65504 (normal numbers): a range number above its largest
+        value, or a matrix whose largest entry is below its smallest normal number, is
+        refused with a ``ValueError`` (it would rebuild as inf/NaN, or as zeros). So is a
+        range whose span ``max - min`` (``2 max|x|`` if symmetric) overflows A's dtype.
 
     Returns
     -------
