@@ -231,6 +231,7 @@ def test_generate_and_perplexity_check_their_arguments():
         perplexity(model, [1, 300])
     with pytest.raises(TypeError, match=r"integer token ids"):
         perplexity(model, x.float())
+    assert generate(model, [], max_new_tokens=2, temperature=0)[0] == 256  # BOS, then 2 more
     # Big-endian ids (numpy) are fine; context=2 scores each token from the one before it.
     assert perplexity(model, x.numpy().astype(">i8"), context=2).tokens == 39
 

@@ -40,6 +40,8 @@ def _as_ids(text_or_ids, vocab_size: int, name: str) -> torch.Tensor:
             ids = torch.as_tensor(arr.astype(arr.dtype.newbyteorder("=")))  # native order
         except (TypeError, ValueError, RuntimeError) as err:
             raise TypeError(f"{name} must be a str, bytes or integer token ids") from err
+    if ids.numel() == 0:  # [] is float to numpy; an empty prompt is fine (generate adds BOS)
+        return torch.zeros(0, dtype=torch.long)
     if ids.dtype == torch.bool or ids.is_floating_point() or ids.is_complex():
         raise TypeError(
             f"{name} must hold integer token ids; got dtype {ids.dtype} (a float id would be "
