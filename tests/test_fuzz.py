@@ -356,3 +356,68 @@ def test_structured(A, data, rank):
             continue
         check_result(res, A, ref)
         assert rel(ref, res) <= 1.0 + slack(A, ref) or f is lrkit.butterfly_fit
+
+
+@FUZZ
+@given(text=st.text(), raw=st.binary())
+def test_byte_tokenizer_never_fails_and_round_trips_bytes(text, raw):
+    from lrkit.llm import ByteTokenizer
+
+    tok = ByteTokenizer()
+    ids = tok.encode(text)  # any str, lone surrogates included
+    assert all(0 <= i < 256 for i in ids)
+    assert tok.encode(tok.decode(tok.encode(raw))) == list(raw)  # bytes survive decode
+
+
+@pytest.fixture(scope="module")
+def tiny_llama():
+    from lrkit.llm import Llama, LlamaConfig
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=16,
+    )
+    return Llama(cfg).eval()
+
+
+def mostly(valid):
+    """Mostly ``valid``; one draw in four a bad value (None, out of range, wrong type)."""
+    bad = st.one_of(st.none(), st.integers(-2, 300), st.sampled_from([True, 1.5, float("nan")]))
+    return st.one_of(valid, valid, valid, bad)
+
+
+@FUZZ
+@given(
+    ids=st.one_of(
+        st.lists(st.integers(0, 257), max_size=20),
+        st.lists(st.integers(0, 257), max_size=20),
+        st.lists(st.integers(-1, 260), max_size=5),
+        st.lists(st.floats(0, 10), min_size=1, max_size=5),
+        st.text(max_size=20),
+    ),
+    top_k=mostly(st.one_of(st.none(), st.integers(1, 258))),
+    temperature=st.sampled_from([0, 0.5, 1.0, -1.0, float("inf")]),
+    max_new=mostly(st.integers(1, 15)),
+    context=mostly(st.one_of(st.none(), st.integers(2, 16))),
+    stride=mostly(st.one_of(st.none(), st.integers(1, 2))),
+    batch_size=mostly(st.integers(1, 4)),
+)
+def test_llm_generate_and_perplexity(
+    tiny_llama, ids, top_k, temperature, max_new, context, stride, batch_size
+):
+    from lrkit.llm import generate, perplexity
+
+    # A result or lrkit's own TypeError/ValueError, never an IndexError or RuntimeError.
+    out = call(
+        generate, tiny_llama, ids, max_new_tokens=max_new, top_k=top_k, temperature=temperature
+    )
+    if out is not None and not isinstance(ids, str):
+        assert out.dtype == torch.long and bool(((out >= 0) & (out < 258)).all())
+    res = call(perplexity, tiny_llama, ids, context=context, stride=stride, batch_size=batch_size)
+    if res is not None:
+        assert np.isfinite(res.nll) and res.nll >= 0 and res.tokens >= 1

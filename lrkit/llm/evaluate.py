@@ -57,12 +57,13 @@ def _as_ids(text_or_ids, vocab_size: int, name: str) -> torch.Tensor:
     return ids
 
 
-def _optional_int(value, name: str, low: int, high: int) -> int | None:
-    """None, or an integer in low..high (bool is not an integer)."""
-    if value is None:
+def _optional_int(value, name: str, low: int, high: int, *, none: bool = True) -> int | None:
+    """An integer in low..high (bool is not an integer), or None where ``none``."""
+    if value is None and none:
         return None
     if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer or None; got {value!r}")
+        kind = "an integer or None" if none else "an integer"
+        raise TypeError(f"{name} must be {kind}; got {value!r}")
     if not low <= value <= high:
         raise ValueError(f"{name} (={value}) must be in {low}..{high}")
     return int(value)
@@ -148,9 +149,7 @@ def generate(
     from ..core._random import make_generator
 
     ctx, vocab = model.config.max_position_embeddings, model.config.vocab_size
-    max_new_tokens = _optional_int(max_new_tokens, "max_new_tokens", 1, ctx - 1)
-    if max_new_tokens is None:
-        raise TypeError("max_new_tokens must be an integer; got None")
+    max_new_tokens = _optional_int(max_new_tokens, "max_new_tokens", 1, ctx - 1, none=False)
     if not isinstance(temperature, numbers.Real) or isinstance(temperature, bool):
         raise TypeError(f"temperature must be a real number; got {temperature!r}")
     if not (math.isfinite(temperature) and temperature >= 0):
