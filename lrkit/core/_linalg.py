@@ -15,9 +15,11 @@ def pow2_scale(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     Squaring entries (Gram matrices, sums of squares) overflows float32 from about 1e19 and
     underflows below about 1e-19, far inside the dtype's range; after this scaling the
     largest entry lies in [1/2, 1), so squares and their sums stay in range. Scaling by a
-    power of two is exact (no rounding, barring subnormal entries), so a method run on the
-    scaled input and scaled back with :func:`pow2_unscale` gives what it gives at unit
-    scale. The factor is applied in two halves, so each half is representable even at the
+    power of two is exact, so a method run on the scaled input and scaled back with
+    :func:`pow2_unscale` gives what it gives at unit scale. (The one exception: entries
+    more than the dtype's normal range below the largest, 2**-126 in float32, become
+    subnormal or zero when scaled down; they are far below eps times the largest, so no
+    result changes beyond its rounding.) The factor is applied in two halves, so each half is representable even at the
     dtype's extremes (float32's 2**-149 needs 2**149, beyond its largest 2**127).
     """
     big = float(x.detach().abs().amax()) if x.numel() else 0.0
