@@ -371,18 +371,9 @@ def test_byte_tokenizer_never_fails_and_round_trips_bytes(text, raw):
 
 @pytest.fixture(scope="module")
 def tiny_llama():
-    from lrkit.llm import Llama, LlamaConfig
+    from test_llm import tiny
 
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=16,
-    )
-    return Llama(cfg).eval()
+    return tiny(context=16)
 
 
 def mostly(valid):

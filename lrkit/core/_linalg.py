@@ -19,8 +19,9 @@ def pow2_scale(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     :func:`pow2_unscale` gives what it gives at unit scale. (The one exception: entries
     more than the dtype's normal range below the largest, 2**-126 in float32, become
     subnormal or zero when scaled down; they are far below eps times the largest, so no
-    result changes beyond its rounding.) The factor is applied in two halves, so each half is representable even at the
-    dtype's extremes (float32's 2**-149 needs 2**149, beyond its largest 2**127).
+    result changes beyond its rounding.) The factor is applied in two halves, so each half
+    is representable even at the dtype's extremes (float32's 2**-149 needs 2**149, beyond
+    its largest 2**127).
     """
     big = float(x.detach().abs().amax()) if x.numel() else 0.0
     if big == 0.0 or not math.isfinite(big):
