@@ -34,3 +34,50 @@ def low_rank_matrix(m, n, rank, *, dtype=torch.float64, device="cpu", seed=0, de
         S = decay ** torch.arange(rank, dtype=torch.float64)
     A = lrkit.matrix_with_spectrum(m, n, S, seed=seed)
     return A.to(device=device, dtype=dtype), S.to(device=device, dtype=dtype)
+
+
+# Power-of-two scales at the magnitudes where squaring entries leaves the dtype's range:
+# float32 entries ~1e18 and ~1e19 (squares overflow), ~1e-40 (subnormal: squares are zero),
+# float64 entries ~1e-170 (squares underflow).
+EXTREME_SCALES = [
+    (torch.float32, 60),
+    (torch.float32, 64),
+    (torch.float32, -133),
+    (torch.float64, -565),
+]
+SCALE_IDS = ["f32-1e18", "f32-1e19", "f32-1e-40", "f64-1e-170"]
+
+
+def at_scale(X, dtype, k):
+    """``(X * 2**k, X1)`` in ``dtype``: the scaled input, and the unit-scale input it holds.
+
+    Multiplying by a power of two is exact except where the result is subnormal (it then
+    keeps fewer bits); ``X1 = (X * 2**k) * 2**-k`` undoes it exactly, so a method that is
+    scale-invariant must give on ``X * 2**k`` exactly ``2**k`` times what it gives on ``X1``,
+    up to its own rounding (a LAPACK routine may scale by other factors internally).
+    """
+    Xs = (torch.as_tensor(X).double() * 2.0**k).to(dtype)
+    return Xs, (Xs.double() * 2.0**-k).to(dtype)
+
+
+def scaled_eps(dtype, k):
+    """Relative precision of ``dtype`` entries of size ``~2**k``: eps, or coarser where they are
+    subnormal (spaced 2**-149 apart in float32, so entries ~2**-133 keep 16 bits: 2**-16).
+    Products of subnormal entries round to that spacing too."""
+    fi = torch.finfo(dtype)
+    return max(fi.eps, fi.tiny * fi.eps * 2.0**-k)
+
+
+def assert_scaled(got, ref, k, dtype, factor=1000):
+    """``got * 2**-k`` equals ``ref`` to ``factor`` times the precision at scale ``2**k``.
+
+    The factor 1000 covers the rounding of a small well-conditioned problem (tens of
+    entries per inner product, subspace condition numbers of a few): a scale bug is off by
+    far more (NaN, inf, zero, or a wrong rank).
+    """
+    got = torch.as_tensor(got).double() * 2.0**-k
+    ref = torch.as_tensor(ref).double()
+    assert bool(torch.isfinite(got).all())
+    err = float(torch.linalg.vector_norm(got - ref) / torch.linalg.vector_norm(ref))
+    rtol = factor * scaled_eps(dtype, k)
+    assert err <= rtol, f"relative difference {err:.3g} > {rtol:.3g}"

@@ -9,6 +9,8 @@ from test_rsvd import FAST, SLOW, spectrum_matrix
 
 import lrkit
 
+from conftest import EXTREME_SCALES, SCALE_IDS, assert_scaled, at_scale, scaled_eps
+
 
 @pytest.mark.parametrize("tol", [1e-1, 1e-2, 1e-4])
 def test_adaptive_meets_tol_with_near_optimal_rank(tol):
@@ -90,3 +92,25 @@ def test_estimate_error_on_sparse_and_bad_input():
         lrkit.estimate_error(D, lrkit.truncated_svd(torch.eye(5), 2))
     with pytest.raises(ValueError, match=r"n_iter \(=0\) must be in \[1, 1000\]"):
         lrkit.estimate_error(D, approx, n_iter=0)
+
+
+@pytest.mark.parametrize(("dtype", "k"), EXTREME_SCALES, ids=SCALE_IDS)
+def test_adaptive_range_finder_at_extreme_scales(dtype, k):
+    # The error is tracked relative to ||A||_F, so it neither overflows (1e19 in float32) nor
+    # underflows (1e-170 in float64): the basis has the unit-scale rank and the same span.
+    X = spectrum_matrix(40, 30, FAST[:30])
+    A, A1 = at_scale(X, dtype, k)
+    Q = lrkit.adaptive_range_finder(A, 0.1, seed=0)
+    Q1 = lrkit.adaptive_range_finder(A1, 0.1, seed=0)
+    assert Q.shape == Q1.shape and Q.shape[1] > 0
+    assert_scaled(
+        lrkit.lowrank_from_basis(A, Q).to_dense(),
+        lrkit.lowrank_from_basis(A1, Q1).to_dense(),
+        k,
+        dtype,
+    )
+    # estimate_error is a ratio of power-iteration norms; 20 steps converge the same way.
+    est = lrkit.estimate_error(A, lrkit.rsvd(A, 5, seed=0), seed=0)
+    assert est == pytest.approx(
+        lrkit.estimate_error(A1, lrkit.rsvd(A1, 5, seed=0), seed=0), rel=1000 * scaled_eps(dtype, k)
+    )

@@ -156,3 +156,15 @@ def test_large_finite_values_whose_sum_overflows_are_accepted():
     a[2, 3] = np.inf
     with pytest.raises(ValueError, match="A contains 1 NaN or Inf"):
         _checks.as_tensor(a)
+
+
+@pytest.mark.parametrize("order", [">", "<", "="])
+@pytest.mark.parametrize("kind", ["f8", "f4", "i4", "f2"])
+def test_any_byte_order_is_accepted(order, kind):
+    # torch refuses big-endian arrays; as_tensor copies them into native order.
+    A = np.random.default_rng(0).standard_normal((5, 4))
+    native = A.astype(kind)
+    t = _checks.as_tensor(native.astype(order + kind))
+    assert torch.equal(t, _checks.as_tensor(native))
+    S = lrkit.truncated_svd(native.astype(order + kind), 2).S
+    assert torch.equal(S, lrkit.truncated_svd(native, 2).S)

@@ -15,7 +15,7 @@ import lrkit
 from lrkit.matrix.cur import CUR, cur
 from lrkit.matrix.interp import Interpolative, interp_decomp
 
-from conftest import RTOL, low_rank_matrix
+from conftest import EXTREME_SCALES, RTOL, SCALE_IDS, assert_scaled, at_scale, low_rank_matrix
 
 METHODS = ["leverage", "deim", "qr", "uniform"]
 
@@ -488,3 +488,17 @@ def test_exactly_rank_deficient_id_does_not_fail():
         warnings.simplefilter("error")
         ID = interp_decomp(A, 3)
     assert lrkit.rel_error(A, ID) < 1e-12
+
+
+@pytest.mark.parametrize(("dtype", "k"), EXTREME_SCALES, ids=SCALE_IDS)
+def test_cur_and_id_at_extreme_scales(dtype, k):
+    X, _ = low_rank_matrix(20, 16, 16, decay=0.7)
+    A, A1 = at_scale(X, dtype, k)
+    f = lambda a: interp_decomp(a, 3, seed=0)  # noqa: E731
+    assert_scaled(f(A).to_dense(), f(A1).to_dense(), k, dtype)
+    if k < -128 and dtype == torch.float32:
+        # CUR's core U = C^+ A R^+ scales as 1 / A: ~1e40 does not fit float32.
+        with pytest.raises(ValueError, match="core U has entries beyond the range"):
+            cur(A, 3, seed=0)
+    else:
+        assert_scaled(cur(A, 3, seed=0).to_dense(), cur(A1, 3, seed=0).to_dense(), k, dtype)

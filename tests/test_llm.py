@@ -130,7 +130,7 @@ def test_perplexity_single_window_equals_direct_loss():
     assert res.bits_per_byte == pytest.approx(direct / torch.log(torch.tensor(2.0)).item())
     slid = perplexity(model, x, context=20, stride=7)
     assert slid.tokens == 49  # every token after the first scored exactly once
-    with pytest.raises(ValueError, match=r"stride \(=30\) <= context \(=20\)"):
+    with pytest.raises(ValueError, match=r"stride \(=30\) must be in 1..20"):
         perplexity(model, x, context=20, stride=30)
 
 
@@ -201,3 +201,67 @@ def test_shipped_model_matches_its_training_log():
     assert res.bits_per_byte == pytest.approx(state["heldout_bpb"], abs=1e-4)
     rows = [r for r in csv.DictReader(open(path / "log.csv")) if int(r["step"]) == state["step"]]
     assert float(rows[0]["heldout_bpb"]) == pytest.approx(state["heldout_bpb"], abs=1e-4)
+
+
+def test_generate_and_perplexity_check_their_arguments():
+    model = tiny()
+    with pytest.raises(ValueError, match=r"top_k \(=0\) must be in 1..258"):
+        generate(model, "ab", max_new_tokens=2, top_k=0)
+    with pytest.raises(TypeError, match="top_k must be an integer"):
+        generate(model, "ab", max_new_tokens=2, top_k=True)
+    top1 = generate(model, [1, 2], max_new_tokens=3, top_k=1, seed=0)  # top_k=1 is greedy
+    assert torch.equal(top1, generate(model, [1, 2], max_new_tokens=3, temperature=0))
+    assert generate(model, [1, 2], max_new_tokens=3, top_k=258, seed=0).shape == (5,)
+    with pytest.raises(ValueError, match=r"prompt holds token id 258; ids must be in 0..257"):
+        generate(model, [1, 258], max_new_tokens=2)
+    with pytest.raises(ValueError, match=r"token id -1"):
+        generate(model, torch.tensor([-1, 2]), max_new_tokens=2)
+    with pytest.raises(TypeError, match=r"integer token ids; got dtype torch.float64"):
+        generate(model, [1.7, 2.0], max_new_tokens=2)
+    with pytest.raises(ValueError, match=r"temperature \(=nan\) must be a finite number >= 0"):
+        generate(model, "ab", max_new_tokens=2, temperature=float("nan"))
+    x = ids(1, 40)[0]
+    with pytest.raises(ValueError, match=r"batch_size \(=0\) must be >= 1"):
+        perplexity(model, x, batch_size=0)
+    with pytest.raises(ValueError, match=r"context \(=0\) must be in 2..64"):
+        perplexity(model, x, context=0)
+    with pytest.raises(ValueError, match=r"stride \(=9\) must be in 1..8"):
+        perplexity(model, x, context=8, stride=9)
+    with pytest.raises(ValueError, match=r"text_or_ids holds token id 300"):
+        perplexity(model, [1, 300])
+    with pytest.raises(TypeError, match=r"integer token ids"):
+        perplexity(model, x.float())
+    assert generate(model, [], max_new_tokens=2, temperature=0)[0] == 256  # BOS, then 2 more
+    # Big-endian ids (numpy) are fine; context=2 scores each token from the one before it.
+    assert perplexity(model, x.numpy().astype(">i8"), context=2).tokens == 39
+
+
+def test_tokenizer_never_fails_on_lone_surrogates():
+    tok = ByteTokenizer()
+    assert tok.encode("\ud800") == list("\ud800".encode("utf-8", "surrogatepass"))
+    raw = bytes(range(256))
+    assert tok.encode(tok.decode(list(raw)) + "\ud800") == list(raw) + [0xED, 0xA0, 0x80]
+    with pytest.raises(TypeError, match="text must be a str or bytes"):
+        tok.encode(5)
+
+
+def test_config_checks_keys_and_values(tmp_path):
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    with pytest.raises(ValueError, match=r"config.json lacks key\(s\) vocab_size, hidden_size"):
+        Llama.from_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=r"rms_norm_eps \(=-1\) must be a finite number > 0"):
+        LlamaConfig(rms_norm_eps=-1)
+    with pytest.raises(ValueError, match=r"hidden_size \(=0\) must be >= 1"):
+        LlamaConfig(hidden_size=0)
+    with pytest.raises(TypeError, match="num_hidden_layers must be an int"):
+        LlamaConfig(num_hidden_layers=2.0)
+    with pytest.raises(ValueError, match=r"bos_token_id \(=300\) must be None or an integer"):
+        LlamaConfig(bos_token_id=300)
+    # A full config with a bad eps is refused at load, before any tensor is read.
+    model = tiny()
+    model.save_pretrained(tmp_path / "ok")
+    cfg = json.loads((tmp_path / "ok" / "config.json").read_text())
+    (tmp_path / "ok" / "config.json").write_text(json.dumps({**cfg, "rms_norm_eps": -1}))
+    with pytest.raises(ValueError, match="rms_norm_eps"):
+        Llama.from_pretrained(tmp_path / "ok")

@@ -11,6 +11,8 @@ import lrkit
 from lrkit.core.quant import quantize
 from lrkit.matrix.lplr import QuantizedLowRank, dsvd_quant, lplr, lplr_max_rank, rank_for_bits
 
+from conftest import EXTREME_SCALES, SCALE_IDS, assert_scaled, at_scale
+
 
 @pytest.fixture(scope="module")
 def phantom():
@@ -174,3 +176,18 @@ def test_dsvd_symmetric_and_scale_dtype_are_used():
     assert asym.nbits == sym.nbits + 2 * 32  # one more range number per factor
     half = dsvd_quant(A, 5, bits_left=4, bits_right=4, scale_dtype=torch.float16)
     assert half.nbits == sym.nbits - 2 * 16
+
+
+@pytest.mark.parametrize(("dtype", "k"), EXTREME_SCALES, ids=SCALE_IDS)
+def test_lplr_at_extreme_scales(dtype, k):
+    # Sketch, power steps, least squares and quantizer are scale-free: 2**k times the
+    # unit-scale result, with ranges stored at A's own dtype; where they would fall below
+    # that dtype's smallest normal number (float32 at 1e-40), a clear error instead.
+    X = spectrum_matrix(20, 16, 0.7 ** torch.arange(16.0, dtype=torch.float64))
+    A, A1 = at_scale(X, dtype, k)
+    kw = dict(bits_left=8, bits_right=8, scale_dtype=dtype, n_iter=1, seed=0)
+    if k < -126 and dtype == torch.float32:
+        with pytest.raises(ValueError, match="below the smallest normal number of scale_dtype"):
+            lplr(A, 3, **kw)
+        return
+    assert_scaled(lplr(A, 3, **kw).to_dense(), lplr(A1, 3, **kw).to_dense(), k, dtype)

@@ -7,6 +7,8 @@ from skimage.metrics import peak_signal_noise_ratio
 
 import lrkit
 
+from conftest import EXTREME_SCALES, SCALE_IDS, at_scale
+
 
 def test_rel_error_matches_numpy_norms():
     rng = np.random.default_rng(0)
@@ -75,3 +77,20 @@ def test_psnr_with_factorization_and_perfect_match():
     assert lrkit.psnr(A, f) == pytest.approx(lrkit.psnr(A, f.to_dense()))
     with pytest.raises(ValueError, match=r"data_range \(=0\) must be > 0"):
         lrkit.psnr(A, f, data_range=0)
+
+
+@pytest.mark.parametrize(("dtype", "k"), EXTREME_SCALES, ids=SCALE_IDS)
+def test_rel_error_and_psnr_at_extreme_scales(dtype, k):
+    # torch.linalg.vector_norm sums plain squares (inf at 1e19 in float32, 0 at 1e-40);
+    # rel_error is a ratio of norms, so it must not change when both inputs scale by 2**k.
+    X = torch.from_numpy(np.random.default_rng(0).standard_normal((20, 16)))
+    A, A1 = at_scale(X, dtype, k)
+    B, B1 = at_scale(X + 0.1, dtype, k)
+    eps = torch.finfo(dtype).eps
+    # Two norms of 320 entries: each sum is accurate to ~320 eps relative.
+    assert lrkit.rel_error(A, B) == pytest.approx(lrkit.rel_error(A1, B1), rel=1000 * eps)
+    assert lrkit.rel_error(A, A) == 0.0
+    assert np.isfinite(lrkit.rel_error(A, B, ord=2))
+    # PSNR is scale-free too when data_range scales with the data; a relative change d of
+    # the RMS moves it by 20 / ln(10) * d dB.
+    assert lrkit.psnr(A, B) == pytest.approx(lrkit.psnr(A1, B1), abs=9 * 1000 * eps)

@@ -39,6 +39,7 @@ def tiny_llama(seed=0):
     cfg = LlamaConfig(
         vocab_size=40, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=16,
+        bos_token_id=0, eos_token_id=1,
     )  # fmt: skip
     return Llama(cfg).eval()
 

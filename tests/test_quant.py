@@ -8,6 +8,8 @@ import torch
 
 from lrkit.core.quant import QuantizedMatrix, _as_groups, _from_groups, quant_nbits, quantize
 
+from conftest import EXTREME_SCALES, SCALE_IDS, assert_scaled, at_scale
+
 LAYOUTS = [
     ("tensor", 1, None),
     ("vector", 1, None),
@@ -181,3 +183,45 @@ def test_bad_input():
         quantize(X, 4, scale_dtype=torch.int8)
     with pytest.raises(TypeError, match=r"scale_dtype must be a float torch.dtype; got 'float16'"):
         quantize(X, 4, scale_dtype="float16")
+
+
+def test_ranges_that_do_not_fit_are_refused():
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((4, 4)) * 1e5  # LLM activations reach this; float16 stops at 65504
+    with pytest.raises(
+        ValueError, match=r"does not fit scale_dtype=torch.float16, whose largest value is 65504"
+    ):
+        quantize(A, 4, scale_dtype=torch.float16)
+    with pytest.raises(ValueError, match=r"does not fit scale_dtype=torch.float16"):
+        quantize(A, 4, scale_dtype=torch.float16, symmetric=False, scales="vector")
+    q = quantize(A, 4, scale_dtype=torch.bfloat16)  # bfloat16 has float32's range
+    assert bool(torch.isfinite(q.to_dense()).all())
+    with pytest.raises(ValueError, match=r"does not fit scale_dtype=torch.float32"):
+        quantize(A * 1e150, 4)  # float64 data, default float32 ranges
+    assert bool(torch.isfinite(quantize(A * 1e150, 4, scale_dtype=torch.float64).to_dense()).all())
+    # float32 data near its largest value: the rebuild lo + step * code spans 2 max|x|.
+    big = torch.tensor([[3e38, -1e38], [1e37, 2e38]], dtype=torch.float32)
+    with pytest.raises(ValueError, match=r"spans .* beyond the largest torch.float32 value"):
+        quantize(big, 4)
+    half = big / 2  # span 2 max|x| now fits: a finite answer within half a step
+    q = quantize(half, 4)
+    err = (q.to_dense().double() - half.double()).abs().max()
+    assert err <= float(q.step.max()) / 2 * (1 + 1e-6)
+
+
+@pytest.mark.parametrize(("dtype", "k"), EXTREME_SCALES, ids=SCALE_IDS)
+def test_quantize_at_extreme_scales(dtype, k):
+    # Codes are scale-free and ranges scale exactly (powers of two), unless the ranges fall
+    # below scale_dtype's smallest normal number: then they would keep few bits or none
+    # (1e-170 stored as float32 is 0), and quantize refuses.
+    X = torch.from_numpy(np.random.default_rng(0).standard_normal((6, 5)))
+    A, A1 = at_scale(X, dtype, k)
+    with pytest.raises(ValueError, match="scale_dtype=torch.float16"):  # 6e-5..65504 only
+        quantize(A, 4, scale_dtype=torch.float16)
+    if float(A.abs().max()) < torch.finfo(dtype).tiny:  # float32 at 1e-40: subnormal
+        with pytest.raises(ValueError, match="below the smallest normal number of scale_dtype"):
+            quantize(A, 4, scale_dtype=dtype)
+        return
+    q, q1 = quantize(A, 4, scale_dtype=dtype), quantize(A1, 4, scale_dtype=dtype)
+    assert torch.equal(q.codes, q1.codes)
+    assert_scaled(q.to_dense(), q1.to_dense(), k, dtype)

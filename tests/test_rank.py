@@ -90,3 +90,11 @@ def test_rank_for_budget_bad_and_clipped():
         lrkit.rank_for_budget((10,), param_ratio=0.5)
     with pytest.warns(UserWarning, match="rank clipped to 4"):
         assert lrkit.rank_for_budget((4, 100), param_ratio=2.0) == 4  # 800 // 105 = 7
+
+
+@pytest.mark.parametrize("scale", [1e-170, 1e-30, 1.0, 1e150])
+def test_rank_choosers_are_scale_free(scale):
+    # Only ratios of singular values matter; their squares must not underflow or overflow.
+    S = 0.5 ** np.arange(10.0)
+    for f in (lambda s: lrkit.rank_for_energy(s, 0.99), lambda s: lrkit.rank_for_error(s, 0.1)):
+        assert f(S * scale) == f(S)

@@ -8,7 +8,7 @@ from scipy.sparse.linalg import aslinearoperator
 
 import lrkit
 
-from conftest import RTOL, low_rank_matrix
+from conftest import EXTREME_SCALES, RTOL, SCALE_IDS, assert_scaled, at_scale, low_rank_matrix
 
 
 def spectrum_matrix(m, n, S, *, seed=0, dtype=torch.float64, device="cpu"):
@@ -182,13 +182,38 @@ def test_bad_input():
         lrkit.lowrank_from_basis(A, torch.linalg.qr(torch.randn(20, 3))[0], rank=4)
 
 
+@pytest.mark.parametrize(("dtype", "k"), EXTREME_SCALES, ids=SCALE_IDS)
+@pytest.mark.parametrize("normalizer", ["lu", "qr", "none"])
+def test_rsvd_at_extreme_scales(dtype, k, normalizer):
+    # The sketches are rescaled by powers of two (exact) before every QR/LU, so the same seed
+    # gives 2**k times the unit-scale result up to LAPACK's own rounding; decay 0.7 keeps the
+    # subspaces well conditioned (1 / (1 - 0.7)).
+    X, _ = low_rank_matrix(20, 16, 16, decay=0.7)
+    A, A1 = at_scale(X, dtype, k)
+    got = lrkit.rsvd(A, 3, oversample=4, normalizer=normalizer, seed=0).to_dense()
+    ref = lrkit.rsvd(A1, 3, oversample=4, normalizer=normalizer, seed=0).to_dense()
+    assert_scaled(got, ref, k, dtype)
+    Q = lrkit.range_finder(A, 3, oversample=4, normalizer=normalizer, seed=0)
+    assert_scaled(lrkit.lowrank_from_basis(A, Q).to_dense(), Q @ Q.T @ A1, k, dtype)
+
+
 def test_lowrank_from_basis_checks_its_basis():
-    A = torch.randn(20, 10, dtype=torch.float64)
-    with pytest.raises(ValueError, match=r"Q must be a 2-D matrix or a stack .*; got 1-D"):
-        lrkit.lowrank_from_basis(A, torch.ones(20))
-    with pytest.raises(TypeError, match=r"Q is complex"):
-        lrkit.lowrank_from_basis(A, torch.ones(20, 2, dtype=torch.complex128))
-    with pytest.raises(ValueError, match=r"Q must have orthonormal columns: .* <= sqrt\(eps\)"):
-        lrkit.lowrank_from_basis(A, torch.randn(20, 3, dtype=torch.float64))
-    Q = lrkit.range_finder(A, 3, oversample=2, seed=0)  # orthonormal to rounding: accepted
-    assert lrkit.lowrank_from_basis(A, Q).rank == 5
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((20, 16))
+    Q = np.linalg.qr(rng.standard_normal((20, 4)))[0]
+    assert lrkit.rel_error(A, lrkit.lowrank_from_basis(A, Q)) < 1  # a good basis works
+    with pytest.raises(ValueError, match=r"Q must be a 2-D basis .* got 1-D"):
+        lrkit.lowrank_from_basis(A, Q[:, 0])
+    with pytest.raises(TypeError, match="Q is complex"):
+        lrkit.lowrank_from_basis(A, Q * (1 + 1j))
+    with pytest.raises(ValueError, match=r"Q's columns must be orthonormal: max \|Q\^T Q - I\|"):
+        lrkit.lowrank_from_basis(A, rng.standard_normal((20, 4)))
+    with pytest.raises(ValueError, match=r"Q has l \(=21\) > m \(=20\)"):
+        lrkit.lowrank_from_basis(A, rng.standard_normal((20, 21)))
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        lrkit.lowrank_from_basis(A, Q * np.nan)
+    with pytest.raises(ValueError, match="leading dimensions"):
+        lrkit.lowrank_from_basis(A, np.stack([Q, Q]))
+    # A float32 basis for a float64 A is checked at float32's eps, and accepted.
+    Q32 = torch.linalg.qr(torch.randn(20, 4, generator=torch.Generator().manual_seed(0)))[0]
+    assert lrkit.lowrank_from_basis(A, Q32).dtype == torch.float64

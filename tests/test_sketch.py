@@ -6,7 +6,7 @@ from test_rsvd import FAST, ratio_to_optimal, spectrum_matrix
 
 import lrkit
 
-from conftest import RTOL, low_rank_matrix
+from conftest import EXTREME_SCALES, RTOL, SCALE_IDS, assert_scaled, at_scale, low_rank_matrix
 
 
 def test_exact_for_rank_r_in_row_blocks(dtype):
@@ -63,3 +63,17 @@ def test_bad_input():
         sk.add_cols(torch.full((30, 2), float("nan")), 0)
     with pytest.warns(UserWarning, match="sketch sizes clipped"):
         lrkit.StreamingSketch((8, 5), 3, seed=0)
+
+
+@pytest.mark.parametrize(("dtype", "k"), EXTREME_SCALES, ids=SCALE_IDS)
+def test_streaming_sketch_at_extreme_scales(dtype, k):
+    # The QR of the range sketch and the least-squares solve scale by powers of two, so a
+    # subnormal sketch gives 2**k times the unit-scale result, not NaN.
+    X, _ = low_rank_matrix(20, 16, 16, decay=0.7)
+    A, A1 = at_scale(X, dtype, k)
+    out = []
+    for M in (A, A1):
+        sk = lrkit.StreamingSketch(M.shape, 3, dtype=dtype, seed=0)
+        sk.add_rows(M, 0)
+        out.append(sk.to_lowrank().to_dense())
+    assert_scaled(out[0], out[1], k, dtype)

@@ -32,7 +32,7 @@ from lrkit.structured import (
     monarch_rmatmul,
 )
 
-from conftest import RTOL
+from conftest import EXTREME_SCALES, RTOL, SCALE_IDS, assert_scaled, at_scale
 
 COMPLEX = {torch.float32: torch.complex64, torch.float64: torch.complex128}
 
@@ -457,3 +457,18 @@ def test_operator_product_keeps_gradients_to_x():
     X = torch.randn(16, 3, generator=g, requires_grad=True)
     (M @ X).sum().backward()
     torch.testing.assert_close(X.grad, M.to_dense().T @ torch.ones(16, 3))
+
+
+@pytest.mark.parametrize(("dtype", "k"), EXTREME_SCALES, ids=SCALE_IDS)
+def test_structured_fits_at_extreme_scales(dtype, k):
+    # butterfly_fit fits A / 2**e (largest entry in [1/2, 1)) and scales back, so its loss
+    # neither overflows nor underflows and c * A gives c times the fit of A (c = 2**k).
+    X = torch.from_numpy(np.random.default_rng(0).standard_normal((8, 8)))
+    A, A1 = at_scale(X, dtype, k)
+    for f in (
+        lambda a: lrkit.butterfly_fit(a, n_steps=5, seed=0),
+        lambda a: lrkit.butterfly_project(a),
+        lambda a: lrkit.kron_approx(a, (2, 4), rank=2),
+        lambda a: lrkit.monarch_project(a, 2),
+    ):
+        assert_scaled(f(A).to_dense(), f(A1).to_dense(), k, dtype)

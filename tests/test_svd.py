@@ -9,7 +9,7 @@ from hypothesis.extra.numpy import arrays
 
 import lrkit
 
-from conftest import RTOL, low_rank_matrix
+from conftest import EXTREME_SCALES, RTOL, SCALE_IDS, assert_scaled, at_scale, low_rank_matrix
 
 
 def test_exact_recovery_of_rank_r(device, dtype):
@@ -187,3 +187,17 @@ def test_property_matmul_equals_dense(ak, p):
     scale = 1e-9 * max(1.0, float(approx.S[0]))
     torch.testing.assert_close(approx @ X, D @ X, rtol=1e-9, atol=scale)
     torch.testing.assert_close(Y @ approx, Y @ D, rtol=1e-9, atol=scale)
+
+
+@pytest.mark.parametrize(("dtype", "k"), EXTREME_SCALES, ids=SCALE_IDS)
+def test_truncated_svd_at_extreme_scales(dtype, k):
+    # Singular values well apart (ratio 0.7): subspaces are conditioned by 1 / (1 - 0.7), so
+    # rounding moves the rank-3 approximation by a few hundred eps at most.
+    X, _ = low_rank_matrix(20, 16, 16, decay=0.7)
+    A, A1 = at_scale(X, dtype, k)
+    assert_scaled(
+        lrkit.truncated_svd(A, 3).to_dense(),
+        lrkit.truncated_svd(A1, 3).to_dense(),
+        k,
+        dtype,
+    )

@@ -22,7 +22,7 @@ from lrkit.tensor import (
 )
 from lrkit.tensor._stop import CP_TOL, HOOI_TOL, ROUNDING, has_converged
 
-from conftest import RTOL
+from conftest import EXTREME_SCALES, RTOL, SCALE_IDS, assert_scaled, at_scale, scaled_eps
 
 
 def cp_tensor(shape, rank, *, seed=0, dtype=torch.float64, device="cpu"):
@@ -386,3 +386,22 @@ def test_tt_svd_matches_tensorly_and_round_trips(numpy_backend):
         tt_svd(T, (3, 3))
     with pytest.raises(ValueError, match=r"rank\[1\] \(=0\) must be >= 1"):
         tt_svd(T, (3, 0, 3))
+
+
+@pytest.mark.parametrize(("dtype", "k"), EXTREME_SCALES, ids=SCALE_IDS)
+def test_tensor_methods_at_extreme_scales(dtype, k):
+    # Gram matrices and ||T||^2 are formed after an exact power-of-two scaling of T, so CP,
+    # Tucker and TT give 2**k times their unit-scale results (a LinAlgError before at 1e19).
+    X = torch.from_numpy(np.random.default_rng(0).standard_normal((6, 5, 4)))
+    T, T1 = at_scale(X, dtype, k)
+    for f in (
+        lambda t: lrkit.hosvd(t, 2),
+        lambda t: lrkit.hooi(t, 2, n_iter_max=5),
+        lambda t: lrkit.cp_als(t, 2, n_iter_max=5, seed=0),
+        lambda t: lrkit.tt_svd(t, 2),
+    ):
+        got, ref = f(T), f(T1)
+        assert_scaled(got.to_dense(), ref.to_dense(), k, dtype)
+        if hasattr(ref, "history"):
+            rel = 1000 * scaled_eps(dtype, k)
+            assert got.history.tolist() == pytest.approx(ref.history.tolist(), rel=rel)

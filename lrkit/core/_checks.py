@@ -73,7 +73,8 @@ def as_tensor(
             raise TypeError(
                 f"{name} is complex ({arr.dtype}); lrkit's factorizations support real input only"
             )
-        t = torch.from_numpy(np.array(arr, copy=True))
+        # A copy in native byte order: torch refuses big-endian ('>f8') arrays.
+        t = torch.from_numpy(np.array(arr, dtype=arr.dtype.newbyteorder("="), copy=True))
     else:
         raise TypeError(f"{name} must be a numpy.ndarray or a torch.Tensor; got {type(x).__name__}")
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ._checks import as_matrix
+from ._linalg import fro_norm
 
 __all__ = ["as_operator", "Operator"]
 
@@ -55,7 +56,7 @@ class _Dense(Operator):
         return Xt @ self.dense.mT  # (..., l, n) @ (..., n, m)
 
     def fro_norm(self):
-        return float(torch.linalg.vector_norm(self.dense))
+        return fro_norm(self.dense)
 
 
 class _Scipy(Operator):
@@ -70,7 +71,9 @@ class _Scipy(Operator):
         return Xt.detach().cpu().numpy().T  # (k, l): a column block for scipy
 
     def _torch(self, out):
-        return torch.from_numpy(np.ascontiguousarray(np.asarray(out).T)).to(self.dtype)
+        out = np.asarray(out)
+        out = out.astype(out.dtype.newbyteorder("="), copy=False)  # torch needs native order
+        return torch.from_numpy(np.ascontiguousarray(out.T)).to(self.dtype)
 
     def left(self, Xt):  # Xt @ A = (A.T @ Xt.T).T; a LinearOperator's .T uses its rmatmat
         return self._torch(self.A.T @ self._np(Xt))
@@ -97,7 +100,7 @@ class _TorchSparse(Operator):
         return torch.sparse.mm(self.A, Xt.mT).mT
 
     def fro_norm(self):
-        return float(torch.linalg.vector_norm(self.A.values()))
+        return fro_norm(self.A.values())
 
 
 def _check_values(values, name):
@@ -126,7 +129,7 @@ def as_operator(A, name: str = "A", *, batched: bool = True) -> Operator:
         _check_values(A.data, name)
         dtype = torch.float64 if A.dtype == np.float64 else torch.float32
         A = A.tocsr().astype(np.float64 if dtype == torch.float64 else np.float32)
-        return _Scipy(A, dtype, float(np.sqrt(np.sum(A.data.astype(np.float64) ** 2))))
+        return _Scipy(A, dtype, fro_norm(torch.from_numpy(A.data.astype(np.float64))))
     if isinstance(A, LinearOperator):
         if np.issubdtype(A.dtype, np.complexfloating):
             raise TypeError(f"{name} is complex ({A.dtype}); lrkit supports real input only")

@@ -7,6 +7,7 @@ import math
 import torch
 
 from ._checks import as_tensor
+from ._linalg import fro_norm
 from ._params import checked
 from .factorization import Factorization
 
@@ -33,7 +34,7 @@ def rel_error(A, approx, ord: str | int = "fro") -> float:
     """
     A, B = _pair(A, approx)
     if ord == "fro":
-        num, den = torch.linalg.vector_norm(A - B), torch.linalg.vector_norm(A)
+        num, den = fro_norm(A - B), fro_norm(A)  # scaled: no overflow at 1e19 in float32
     else:
         if A.ndim != 2:
             raise ValueError(
@@ -62,7 +63,9 @@ def psnr(image, approx, *, data_range: float | None = None) -> float:
         data_range = 255.0 if is_uint8 else float(A.max() - A.min())
     if not data_range > 0:
         raise ValueError(f"data_range (={data_range}) must be > 0")
-    mse = float(torch.mean((A - B) ** 2))
-    if mse == 0.0:
+    # 10 log10(range**2 / MSE) = 20 log10(range / RMS); the RMS through the scaled norm, so
+    # neither the squares nor data_range**2 overflow (float32 images of 1e19) or underflow.
+    rms = fro_norm(A - B) / math.sqrt(A.numel())
+    if rms == 0.0:
         return math.inf
-    return 10.0 * math.log10(data_range**2 / mse)
+    return 20.0 * math.log10(data_range / rms)

@@ -199,7 +199,11 @@ def quantize(
         Stochastic rounding uses ``seed`` and is unbiased.
     scale_dtype : torch.dtype, default float32
         Width at which the range numbers are stored and counted, whatever A's dtype (the
-        ranges used to rebuild are exactly the stored ones). float16 halves their storage.
+        ranges used to rebuild are exactly the stored ones). float16 halves their storage,
+        but holds only 6.1e-5..65504 (normal numbers): a range number above its largest
+        value, or a matrix whose largest entry is below its smallest normal number, is
+        refused with a ``ValueError`` (it would rebuild as inf/NaN, or as zeros). So is a
+        range whose span ``max - min`` (``2 max|x|`` if symmetric) overflows A's dtype.
 
     Returns
     -------
@@ -212,16 +216,51 @@ def quantize(
     G = _as_groups(X, scales, axis, group_size)  # (granules, g)
     levels = 2**bits - 1
 
-    def stored(x):  # a range number as it will be stored (scale_dtype), back in X's dtype
-        return x.to(scale_dtype).to(X.dtype)
+    # The range numbers are computed in float64 (2 R or max - min cannot overflow there for
+    # float32 data), then must fit twice: stored at scale_dtype (float16 holds at most 65504,
+    # and LLM weights and activations reach that), and in A's dtype, where the rebuild
+    # lo + step * code reaches hi = lo + step * levels. Either overflow would rebuild inf or
+    # NaN, so it is refused here rather than returned. So is the opposite: when even the
+    # largest range number is below scale_dtype's smallest normal number, the stored ranges
+    # keep few bits or none (1e-170 in float32 is 0, and A would come back as all zeros).
+    def stored(x):  # a range number as it will be stored (scale_dtype), back in float64
+        s = x.to(scale_dtype)
+        if not bool(torch.isfinite(s).all()):
+            big = float(x.abs().max())
+            raise ValueError(
+                f"a range number of A (={big:.4g}) does not fit scale_dtype={scale_dtype}, "
+                f"whose largest value is {torch.finfo(scale_dtype).max:.6g}; use a "
+                f"scale_dtype of wider range (bfloat16 and float32 reach 3.4e38, float64 "
+                f"1.8e308) or scale A down"
+            )
+        return s.to(torch.float64)
 
     if symmetric:  # one stored number per range: R; lo and step follow from it
-        R = stored(G.abs().amax(dim=1, keepdim=True))  # (granules, 1)
-        lo, step, ranges = -R, 2 * R / levels, R
+        R = stored(G.abs().amax(dim=1, keepdim=True).double())  # (granules, 1)
+        lo, step = -R, 2 * R / levels
     else:  # two stored numbers per range: lo and step
-        lo = stored(G.amin(dim=1, keepdim=True))
-        step = stored((G.amax(dim=1, keepdim=True) - lo) / levels).clamp_(min=0)
-        ranges = torch.cat((lo, step), dim=1)  # (granules, 2)
+        lo = stored(G.amin(dim=1, keepdim=True).double())
+        step = stored((G.amax(dim=1, keepdim=True).double() - lo) / levels).clamp_(min=0)
+    fs, largest = torch.finfo(scale_dtype), float(G.abs().max())
+    if 0.0 < largest < fs.tiny:
+        raise ValueError(
+            f"A's largest entry (={largest:.4g}) is below the smallest normal number of "
+            f"scale_dtype={scale_dtype} ({fs.tiny:.4g}), so its ranges would be stored with "
+            f"few bits or as zero; use a scale_dtype of wider range (float32 reaches 1.2e-38, "
+            f"float64 2.2e-308) or scale A up"
+        )
+    span = step * levels  # hi - lo, what lo + step * code adds at most
+    if not (
+        bool(torch.isfinite(span.to(X.dtype)).all())
+        and bool(torch.isfinite((lo + span).to(X.dtype)).all())
+    ):
+        raise ValueError(
+            f"A's quantization range spans {float(span.max()):.4g}, beyond the largest "
+            f"{X.dtype} value {torch.finfo(X.dtype).max:.4g}, so its levels cannot be "
+            f"rebuilt in {X.dtype}; quantize A in float64 or scale it down"
+        )
+    lo, step = lo.to(X.dtype), step.to(X.dtype)
+    ranges = -lo if symmetric else torch.cat((lo, step), dim=1)  # stored: R, or lo and step
     safe = torch.where(step > 0, step, torch.ones_like(step))  # a constant granule: code 0
     t = (G - lo) / safe  # position in steps, in [0, levels]
     if rounding == "nearest":

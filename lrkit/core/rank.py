@@ -21,9 +21,12 @@ def _singular_values(S_or_A) -> torch.Tensor:
     if t.ndim == 1:
         if bool((t < 0).any()):
             raise ValueError("singular values must be >= 0; got a negative entry in S_or_A")
-        return torch.sort(t.to(torch.float64), descending=True).values
-    A = as_matrix(t, "S_or_A")
-    return torch.linalg.svdvals(A.to(torch.float64))
+        s = torch.sort(t.to(torch.float64), descending=True).values
+    else:
+        s = torch.linalg.svdvals(as_matrix(t, "S_or_A").to(torch.float64))
+    # Only ratios of singular values matter here; dividing by the largest keeps their
+    # squares from underflowing (s ~ 1e-170) or overflowing (s ~ 1e170) in float64.
+    return s / s[0] if float(s[0]) > 0 else s
 
 
 @checked

@@ -17,6 +17,8 @@ keys we use so checkpoints move both ways):
 from __future__ import annotations
 
 import json
+import math
+import numbers
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -24,7 +26,22 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..core._checks import check_positive_int
+
 __all__ = ["LlamaConfig", "Llama", "KVCache"]
+
+
+# Sizes that must be integers >= 1, and the keys a config.json must give (the shapes).
+_SIZES = (
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "max_position_embeddings",
+)
+_REQUIRED = _SIZES[:5]
 
 
 @dataclass
@@ -46,8 +63,30 @@ class LlamaConfig:
     head_dim: int | None = None
 
     def __post_init__(self):
+        for name in _SIZES:
+            check_positive_int(getattr(self, name), name)
         if self.head_dim is None:
             self.head_dim = self.hidden_size // self.num_attention_heads
+        check_positive_int(self.head_dim, "head_dim")
+        for name in ("rms_norm_eps", "rope_theta"):  # eps <= 0 gives NaN on a zero row
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Real) or isinstance(value, bool):
+                raise TypeError(f"{name} must be a real number; got {value!r}")
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} (={value}) must be a finite number > 0")
+        if not isinstance(self.tie_word_embeddings, bool):
+            raise TypeError(f"tie_word_embeddings must be a bool; got {self.tie_word_embeddings!r}")
+        for name in ("bos_token_id", "eos_token_id"):
+            value = getattr(self, name)
+            if value is not None and not (
+                isinstance(value, numbers.Integral)
+                and not isinstance(value, bool)
+                and 0 <= value < self.vocab_size
+            ):
+                raise ValueError(
+                    f"{name} (={value!r}) must be None or an integer in 0..{self.vocab_size - 1} "
+                    f"(vocab_size - 1)"
+                )
         if self.num_attention_heads % self.num_key_value_heads:
             raise ValueError(
                 f"num_attention_heads (={self.num_attention_heads}) must be a multiple of "
@@ -79,6 +118,12 @@ class LlamaConfig:
             )
         if d.get("hidden_act", "silu") != "silu" or d.get("attention_bias") or d.get("mlp_bias"):
             raise ValueError("only hidden_act='silu' without attention or MLP biases is supported")
+        missing = [k for k in _REQUIRED if k not in d]
+        if missing:  # lrkit's defaults would not match the checkpoint's tensors
+            raise ValueError(
+                f"config.json lacks key(s) {', '.join(missing)}; a Llama config needs "
+                f"{', '.join(_REQUIRED)}"
+            )
         names = {f.name for f in fields(cls)}
         kw = {k: v for k, v in d.items() if k in names}
         if kw.get("num_key_value_heads") is None:

@@ -18,7 +18,18 @@ class ByteTokenizer:
     vocab_size = 258
 
     def encode(self, text: str | bytes, *, bos: bool = False, eos: bool = False) -> list[int]:
-        data = text if isinstance(text, bytes) else text.encode("utf-8", errors="surrogateescape")
+        """Ids of the UTF-8 bytes of ``text`` (or of raw ``bytes``), optionally with BOS/EOS.
+
+        Never fails on a ``str``: a surrogate escape from :meth:`decode` (U+DC80..U+DCFF)
+        becomes its byte again, and any other lone surrogate (not valid Unicode) becomes the
+        three bytes UTF-8 would give it if it were allowed ("surrogatepass").
+        """
+        if isinstance(text, bytes | bytearray):
+            data = bytes(text)
+        elif isinstance(text, str):
+            data = _utf8(text)
+        else:
+            raise TypeError(f"text must be a str or bytes; got {type(text).__name__}")
         return [self.bos_token_id] * bos + list(data) + [self.eos_token_id] * eos
 
     def decode_bytes(self, ids) -> bytes:
@@ -29,3 +40,17 @@ class ByteTokenizer:
         """Text of ``ids``; bytes that are not valid UTF-8 come back as surrogate escapes,
         so ``encode(decode(ids))`` gives the same bytes."""
         return self.decode_bytes(ids).decode("utf-8", errors="surrogateescape")
+
+
+def _utf8(text: str) -> bytes:
+    try:
+        return text.encode("utf-8", errors="surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate outside the escape range
+        out = bytearray()
+        for ch in text:
+            code = ord(ch)
+            if 0xDC80 <= code <= 0xDCFF:  # an escaped byte, as decode() writes it
+                out.append(code - 0xDC00)
+            else:
+                out += ch.encode("utf-8", errors="surrogatepass")
+        return bytes(out)

@@ -86,7 +86,9 @@ def adaptive_range_finder(
     gen = make_generator(seed, op.device)
     Qt = torch.zeros((0, m), dtype=op.dtype, device=op.device)  # basis so far, as rows
     B = torch.zeros((0, n), dtype=op.dtype, device=op.device)  # B = Q^T A
-    target2, err2 = (tol * norm) ** 2, norm**2
+    # The error is tracked relative to ||A||_F (target tol**2, start 1), so its squares stay
+    # in range whatever the scale of A (||A||_F**2 underflows float64 for entries ~1e-170).
+    target2, err2 = tol**2, 1.0
     while err2 > target2 and Qt.shape[0] < max_rank:
         b = min(block, max_rank - Qt.shape[0])
         Om_t = torch.randn((b, n), generator=gen, dtype=op.dtype, device=op.device)
@@ -99,17 +101,17 @@ def adaptive_range_finder(
         Qi = orth_rows(Qi - (Qi @ Qt.mT) @ Qt)  # re-orthogonalize against the basis so far
         Bi = op.left(Qi)  # (b, n)
         Qt, B = torch.cat([Qt, Qi]), torch.cat([B, Bi])
-        err2 -= float(torch.sum(Bi.double() ** 2))
+        err2 -= float(torch.sum((Bi.double() / norm) ** 2))
     if err2 > target2:
         warn_adjusted(
             f"tol (={tol:g}) not reached within max_rank (={max_rank}): relative error "
-            f"~{max(err2, 0.0) ** 0.5 / norm:.3g}"
+            f"~{max(err2, 0.0) ** 0.5:.3g}"
         )
         return Qt.mT.contiguous()
     # Cut to the smallest k: with B = U_B S V^T, the basis Q U_B[:, :k] leaves error^2
     # ||A||^2 - (s_1^2 + ... + s_k^2).
     U_B, S, _ = torch.linalg.svd(B, full_matrices=False)
-    err2_k = norm**2 - torch.cumsum(S.double() ** 2, 0)
+    err2_k = 1.0 - torch.cumsum((S.double() / norm) ** 2, 0)
     meets = torch.nonzero(err2_k <= target2)
     k = int(meets[0]) + 1 if meets.numel() else B.shape[0]  # rounding may hide the cut: keep all
     return (Qt.mT @ U_B[:, :k]).contiguous()

@@ -273,6 +273,13 @@ def cur(
 
     # 2. C, U and R from them.
     C, U, R = _assemble(A, Asp, cols, rows, u)
+    if not bool(torch.isfinite(U).all()):  # U scales as 1 / A: tiny A, huge U
+        Cd = C.to_dense() if C.layout != torch.strided else C
+        raise ValueError(
+            f"the CUR core U has entries beyond the range of {U.dtype} (A's largest entry is "
+            f"{float(Cd.abs().max()):.3g} and U scales as 1 / A); pass A in "
+            f"float64 or multiply it by a constant first"
+        )
     return CUR(
         C, U.contiguous(), R, cols.to(device), rows.to(device), rank=rank, method=method, u=u
     )

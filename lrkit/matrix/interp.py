@@ -46,6 +46,8 @@ def pivoted_qr(M: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _solve_upper(R11: torch.Tensor, R12: torch.Tensor) -> torch.Tensor:
     """T = R11^-1 R12; least squares if R11 is exactly singular (A has rank < k)."""
+    if R12.shape[-1] == 0:  # rank = n: every column is kept, nothing to interpolate
+        return R12.clone()
     if bool((R11.diagonal() != 0).all()):
         return torch.linalg.solve_triangular(R11, R12, upper=True)
     return torch.linalg.lstsq(R11.cpu(), R12.cpu(), driver="gelsd").solution.to(R11.device)

@@ -26,7 +26,7 @@ import math
 import torch
 
 from ..core._checks import as_matrix, check_rank, warn_adjusted
-from ..core._linalg import lstsq
+from ..core._linalg import lstsq, pow2_scale
 from ..core._params import checked
 from ..core._random import make_generator
 from ..core.factorization import Factorization, dtype_bits
@@ -130,8 +130,8 @@ def lplr(
     S = torch.randn((A.shape[1], rank), generator=gen, dtype=A.dtype, device=A.device)  # (d, k)
     Y = A @ S  # (n, k): step 1
     for _ in range(n_iter):  # orthonormalize between products to keep small directions
-        Q, _ = torch.linalg.qr(Y)  # (n, k)
-        Z, _ = torch.linalg.qr(A.mT @ Q)  # (d, k)
+        Q, _ = torch.linalg.qr(pow2_scale(Y)[0])  # (n, k); scaled: no NaN from subnormals
+        Z, _ = torch.linalg.qr(pow2_scale(A.mT @ Q)[0])  # (d, k)
         Y = A @ Z  # (n, k)
     kw = dict(scales=scales, group_size=group_size, symmetric=symmetric, scale_dtype=scale_dtype)
     L = quantize(Y, bits_left, axis=0, **kw)  # step 2

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import torch
 
-from ..core._checks import as_matrix, check_rank, warn_adjusted
-from ..core._linalg import orth_rows, svd_flip
+from ..core._checks import as_tensor, check_rank, warn_adjusted
+from ..core._linalg import orth_rows, pow2_scale, pow2_unscale, svd_flip
 from ..core._operator import Operator, as_operator
 from ..core._params import checked
 from ..core._random import make_generator
@@ -58,6 +58,9 @@ def _lu_rows(Yt: torch.Tensor) -> torch.Tensor:
 
 
 def _normalize(Yt: torch.Tensor, normalizer: str) -> torch.Tensor:
+    # The span is all that matters: scale by a power of two first (exact), so a power step
+    # on entries ~1e19 (float32) does not overflow nor one on subnormal entries underflow.
+    Yt = pow2_scale(Yt)[0]
     if normalizer == "qr":
         return orth_rows(Yt)
     if normalizer == "lu":
@@ -138,6 +141,7 @@ def range_finder(
 def _svd_of_rows(op: Operator, Qt: torch.Tensor, rank: int | None) -> LowRank:
     """Halko Alg. 5.1: B = Q^T A, B = U_B S Vh, U = Q U_B; keep the top ``rank`` triplets."""
     B = op.left(Qt)  # (..., l, n): one more pass over A
+    B, e = pow2_scale(B)  # exact power-of-two scaling: the QR and SVD see entries near 1
     # SVD of the short, wide B through the QR of B^T = Q_B R: B = R^T Q_B^T, so only the
     # small l x l matrix R^T needs an SVD (cheaper than LAPACK's SVD of B itself).
     Q_B, R = torch.linalg.qr(B.mT)  # (..., n, l), (..., l, l)
@@ -146,7 +150,8 @@ def _svd_of_rows(op: Operator, Qt: torch.Tensor, rank: int | None) -> LowRank:
     k = S.shape[-1] if rank is None else rank
     U = Qt.mT @ U_B[..., :k]  # (..., m, k)
     U, Vh = svd_flip(U, Vh[..., :k, :])
-    return LowRank(U.contiguous(), S[..., :k].contiguous(), Vh.contiguous())
+    S = pow2_unscale(S[..., :k], e)
+    return LowRank(U.contiguous(), S.contiguous(), Vh.contiguous())
 
 
 @checked
@@ -156,25 +161,39 @@ def lowrank_from_basis(A, Q, rank: int | None = None) -> LowRank:
     Use it to turn the output of :func:`range_finder` or :func:`adaptive_range_finder` into a
     :class:`LowRank` (Halko Alg. 5.1). Costs one pass over A.
 
-    Q must be real, 2-D (or a stack matching A's) and orthonormal: ``||Q^T Q - I||_2`` at
-    most ``sqrt(eps)`` of A's dtype. A Householder QR (what every lrkit range finder returns)
-    is orthonormal to a small multiple of eps, many orders below that bound; a basis that
-    is not orthonormal would make ``Q Q^T A`` an oblique projection and the result silently
-    wrong, so it is refused.
+    Q must be real, of shape (m, l) (or (..., m, l) matching a stack A), with orthonormal
+    columns: the result is the SVD of ``Q Q^T A`` only if ``Q^T Q = I``, so a basis that is
+    not orthonormal is refused rather than silently giving a wrong approximation. The
+    check allows ``max |Q^T Q - I| <= 10 * m * eps`` of the coarser of Q's and A's dtype:
+    Householder QR (and a product with an orthogonal matrix) loses orthogonality only by
+    a small multiple of ``m * eps`` (Higham, *Accuracy and Stability of Numerical
+    Algorithms*, 2nd ed., Sec. 19.3), while any other matrix misses by far more.
     """
     op = as_operator(A)
-    Q = as_matrix(Q, "Q", batched=True).to(device=op.device, dtype=op.dtype)
-    if Q.shape[-2] != op.shape[-2]:
+    Q_in = as_tensor(Q, "Q", min_ndim=0)
+    if Q_in.ndim < 2:
         raise ValueError(
-            f"Q has {Q.shape[-2]} rows but A has {op.shape[-2]}; need Q of shape (m, l)"
+            f"Q must be a 2-D basis of shape (m, l); got {Q_in.ndim}-D input of shape "
+            f"{tuple(Q_in.shape)} (a single vector is Q[:, None])"
         )
-    eye = torch.eye(Q.shape[-1], dtype=Q.dtype, device=Q.device)
-    off = float(torch.linalg.matrix_norm(Q.mT @ Q - eye, ord=2).max())
-    bound = torch.finfo(Q.dtype).eps ** 0.5
-    if not off <= bound:
+    Q = Q_in.to(device=op.device, dtype=op.dtype)
+    m, l = Q.shape[-2], Q.shape[-1]
+    if m != op.shape[-2]:
+        raise ValueError(f"Q has {m} rows but A has {op.shape[-2]}; need Q of shape (m, l)")
+    if Q.shape[:-2] != op.shape[:-2]:
         raise ValueError(
-            f"Q must have orthonormal columns: ||Q^T Q - I||_2 (={off:.3g}) must be <= "
-            f"sqrt(eps) = {bound:.3g}; orthonormalize it first (torch.linalg.qr(Q).Q)"
+            f"Q has shape {tuple(Q.shape)} but A has shape {tuple(op.shape)}: a stack of "
+            f"bases needs the same leading dimensions {tuple(op.shape[:-2])}"
+        )
+    if l > m:
+        raise ValueError(f"Q has l (={l}) > m (={m}) columns; at most m can be orthonormal")
+    eps = max(torch.finfo(Q_in.dtype).eps, torch.finfo(op.dtype).eps)
+    gap = float((Q.mT @ Q - torch.eye(l, dtype=Q.dtype, device=Q.device)).abs().amax())
+    if not gap <= 10 * m * eps:
+        raise ValueError(
+            f"Q's columns must be orthonormal: max |Q^T Q - I| (={gap:.3g}) must be <= "
+            f"10 * m * eps = {10 * m * eps:.3g}; orthonormalize Q first "
+            f"(torch.linalg.qr(Q).Q)"
         )
     if rank is not None:
         if rank > Q.shape[-1]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from ..core._checks import as_matrix, check_positive_int, check_rank, warn_adjusted
-from ..core._linalg import lstsq, svd_flip
+from ..core._linalg import lstsq, pow2_scale, svd_flip
 from ..core._params import checked
 from ..core._random import make_generator
 from ..core.factorization import dtype_bits
@@ -133,7 +133,7 @@ class StreamingSketch:
         r = self.rank if rank is None else check_positive_int(rank, "rank")
         if r > self.Y.shape[1]:
             raise ValueError(f"rank (={r}) must be <= range_size = {self.Y.shape[1]}")
-        Q, _ = torch.linalg.qr(self.Y)  # (m, k)
+        Q, _ = torch.linalg.qr(pow2_scale(self.Y)[0])  # (m, k); scaled: subnormal Y is fine
         X, _ = lstsq(self.Psi @ Q, self.W)  # (k, n): min ||(Psi Q) X - W||_F
         U_X, S, Vh = torch.linalg.svd(X, full_matrices=False)
         U, Vh = svd_flip(Q @ U_X[:, :r], Vh[:r])

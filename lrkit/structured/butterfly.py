@@ -39,6 +39,7 @@ import math
 import torch
 
 from ..core._checks import as_matrix, as_tensor, check_power_of_two
+from ..core._linalg import pow2_scale, pow2_unscale
 from ..core._params import checked
 from ..core._random import make_generator
 from ..core.factorization import as_history
@@ -269,6 +270,12 @@ def butterfly_fit(
     """
     A = _as_square_pow2(A)
     n, L = A.shape[0], A.shape[0].bit_length() - 1
+    # A is fitted divided by a power of two 2**e that brings its largest entry into
+    # [1/2, 1) (exact), and the last level of twiddles multiplied back: the squares in the
+    # loss then stay in range (float32 entries ~1e19 would overflow, ~1e-19 underflow), the
+    # random start is at A's scale, and fitting c * A gives c times the fit of A for c a
+    # power of two.
+    A, e = pow2_scale(A)
     gen = make_generator(seed, A.device)
     real = A.real.dtype if A.is_complex() else A.dtype
     tw = torch.randn(L, n // 2, 2, 2, generator=gen, dtype=real, device=A.device) / math.sqrt(2)
@@ -293,6 +300,9 @@ def butterfly_fit(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+    if best is None:  # only if the very first loss is not finite
+        raise ValueError("the loss of the random start is not finite; A cannot be fitted")
+    best[L - 1] = pow2_unscale(best[L - 1], e)
     return Butterfly(best, bit_reversal=bit_reversal, history=history.sqrt())
 
 

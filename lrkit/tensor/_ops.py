@@ -16,7 +16,7 @@ import math
 
 import torch
 
-from ..core._linalg import svd_flip
+from ..core._linalg import pow2_scale, svd_flip
 from ..core._params import checked
 
 __all__ = [
@@ -94,6 +94,7 @@ def leading_left_vectors(M: torch.Tensor, k: int, *, seed=None) -> torch.Tensor:
 
     m, n = M.shape
     if n >= 4 * m:
+        M = pow2_scale(M)[0]  # same eigenvectors; M M^T neither overflows nor underflows
         evals, evecs = torch.linalg.eigh(M @ M.T)  # ascending; (m,), (m, m)
         U = evecs[:, -k:].flip(-1)  # (m, k), largest first
     elif min(m, n) > 512 and k <= min(m, n) // 4:

@@ -23,6 +23,7 @@ import math
 import torch
 
 from ..core._checks import as_tensor
+from ..core._linalg import pow2_scale, pow2_unscale
 from ..core._params import checked
 from ..core._random import make_generator
 from ..core.factorization import Factorization, as_history
@@ -207,6 +208,7 @@ def cp_als(
     T = as_tensor(T, "T", min_ndim=3)
     rank = _check_cp_rank(rank, T.shape)
     gen = make_generator(seed, T.device)
+    T, e = pow2_scale(T)  # exact; squares and Gram matrices stay in range (see pow2_scale)
 
     N = T.ndim
     factors = _init_factors(T, rank, init, gen)
@@ -235,5 +237,8 @@ def cp_als(
 
     order = torch.argsort(weights, descending=True)
     return CPTensor(
-        weights[order], [A[:, order] for A in factors], history=errors, converged=converged
+        pow2_unscale(weights[order], e),
+        [A[:, order] for A in factors],
+        history=errors,
+        converged=converged,
     )

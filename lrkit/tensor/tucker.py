@@ -22,6 +22,7 @@ import math
 import torch
 
 from ..core._checks import as_tensor, check_int_tuple
+from ..core._linalg import pow2_scale, pow2_unscale
 from ..core._params import checked
 from ..core._random import make_generator
 from ..core.factorization import Factorization, as_history
@@ -191,10 +192,12 @@ def hosvd(T, rank, *, seed=None) -> TuckerTensor:
         Orthonormal factors, core ``T x_n U_n^T``; ``history[0]`` is its relative error.
     """
     T, ranks = _prepare(T, rank)
+    T, e = pow2_scale(T)  # exact; squares and Gram matrices stay in range (see pow2_scale)
     gen = make_generator(seed, T.device)
     core, factors = _hosvd(T, ranks, gen)
     norm_T2 = float(torch.sum(T * T))
-    return TuckerTensor(core, factors, history=[_rel_error(norm_T2, core)])
+    error = _rel_error(norm_T2, core)
+    return TuckerTensor(pow2_unscale(core, e), factors, history=[error])
 
 
 @checked
@@ -233,6 +236,7 @@ def hooi(
     """
     T, ranks = _prepare(T, rank)
     gen = make_generator(seed, T.device)
+    T, e = pow2_scale(T)  # exact; squares and Gram matrices stay in range (see pow2_scale)
     N, norm_T2 = T.ndim, float(torch.sum(T * T))
 
     if init == "svd":
@@ -255,4 +259,4 @@ def hooi(
             converged = True
             break
     _, core, factors = best
-    return TuckerTensor(core, factors, history=errors, converged=converged)
+    return TuckerTensor(pow2_unscale(core, e), factors, history=errors, converged=converged)
