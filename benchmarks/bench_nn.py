@@ -47,6 +47,7 @@ import lrkit
 from lrkit.nn import FactorizedLinear
 
 FRACTIONS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 3 / 4, 1)  # of the break-even rank mn/(m+n)
+NAIVE_EINSUM_LIMIT = 64 * 2**20  # bytes: the peer's largest intermediate without opt_einsum
 
 
 # -- the machine -----------------------------------------------------------------------------
@@ -78,6 +79,22 @@ def tltorch_or_reason():
     except ImportError as err:
         return None, f"tensorly-torch is not installed (pip install tensorly-torch): {err}"
     return tltorch, None
+
+
+def peer_skipped(tokens: int, n: int, rank: int) -> str | None:
+    """Why the peer cannot run at this point, or None.
+
+    tltorch contracts x with its CP factors in one ``torch.einsum("bc,a,da,ca->bd", ...)``.
+    Without the opt_einsum package torch contracts left to right and builds a
+    (tokens, n, rank, n) intermediate (4 GB at n = 256, 512 tokens, rank 32); with it, torch
+    finds the two thin products. Points whose intermediate would pass the limit are skipped.
+    """
+    if torch.backends.opt_einsum.is_available():
+        return None
+    nbytes = 4 * tokens * n * rank * n
+    if nbytes <= NAIVE_EINSUM_LIMIT:
+        return None
+    return f"{nbytes / 2**30:.2g} GB intermediate"
 
 
 # -- interleaved timing ----------------------------------------------------------------------
@@ -117,8 +134,10 @@ def fmt(r: tuple[float, float, float]) -> str:
     return f"{r[0]:.2f} [{r[1]:.2f}-{r[2]:.2f}]"
 
 
-def us(times: dict, key: str) -> float:
-    return statistics.median(times[key]) * 1e6
+def us(times: dict, key: str) -> float | int:
+    """Median microseconds per call: one decimal below 100, whole numbers above."""
+    v = statistics.median(times[key]) * 1e6
+    return round(v, 1) if v < 100 else round(v)
 
 
 def forward(layer: nn.Module, x: torch.Tensor) -> Callable[[], object]:
@@ -154,7 +173,8 @@ def low_rank_point(n, tokens, rank, dense, tltorch, args) -> dict:
     }
     step = {"dense": train_step(dense, x), "lrkit": train_step(ours, x)}
     peer = None
-    if tltorch is not None:
+    skip = "" if tltorch is None else peer_skipped(tokens, n, rank)
+    if tltorch is not None and skip is None:
         # rank-r CP of the (out, in) weight: U diag(w) V^T, r (m + n + 1) numbers like lrkit's
         peer = tltorch.FactorizedLinear((n,), (n,), bias=True, factorization="cp", rank=rank)
         n_peer = sum(p.numel() for p in peer.parameters())
@@ -178,8 +198,11 @@ def low_rank_point(n, tokens, rank, dense, tltorch, args) -> dict:
         "lrkit fwd us": us(tf, "lrkit"),
         "fwd speedup": fmt(fwd_speedup),
         "raw speedup": fmt(raw_speedup),
-        "overhead us": statistics.median(
-            (a - b) * 1e6 for a, b in zip(tf["lrkit"], tf["raw 2 matmuls"], strict=True)
+        "overhead us": round(
+            statistics.median(
+                (a - b) * 1e6 for a, b in zip(tf["lrkit"], tf["raw 2 matmuls"], strict=True)
+            ),
+            1,
         ),
         "fwd+bwd speedup": fmt(bwd_speedup),
         "_fwd": fwd_speedup[0],  # medians, for the break-even and the targets
@@ -190,6 +213,8 @@ def low_rank_point(n, tokens, rank, dense, tltorch, args) -> dict:
         vs_fwd, vs_bwd = ratio(tf, "tltorch", "lrkit"), ratio(tb, "tltorch", "lrkit")
         row["fwd vs tltorch"], row["fwd+bwd vs tltorch"] = fmt(vs_fwd), fmt(vs_bwd)
         row["_peer"] = min(vs_fwd[0], vs_bwd[0])
+    elif skip:
+        row["fwd vs tltorch"] = f"skipped: {skip}"
     return row
 
 
@@ -248,6 +273,12 @@ def main() -> None:
     print(f"float32; {args.rounds} interleaved rounds of ~{args.sample * 1e3:g} ms per candidate")
     if tltorch is None:
         print(f"TensorLy-Torch peer skipped: {why}")
+    elif not torch.backends.opt_einsum.is_available():
+        print(
+            "opt_einsum is not installed: TensorLy-Torch's CP contraction takes torch.einsum's "
+            "left-to-right path, slow and memory-hungry; points where it would need more than "
+            f"{NAIVE_EINSUM_LIMIT / 2**20:g} MB are skipped (pip install opt-einsum: a fair peer)"
+        )
 
     rows, mrows = [], []
     for n in widths:
@@ -280,7 +311,11 @@ def main() -> None:
         "call minus the two raw matmuls' (S, bias, Python)"
     )
     if tltorch is not None:
-        print("\nlrkit against TensorLy-Torch's FactorizedLinear (rank-r CP, the same parameters)")
+        how = "opt_einsum" if torch.backends.opt_einsum.is_available() else "naive einsum"
+        print(
+            "\nlrkit against TensorLy-Torch's FactorizedLinear (rank-r CP, the same parameters; "
+            f"{how}); > 1: lrkit is faster"
+        )
         print_table(rows, ["n", "tokens", "rank", "fwd vs tltorch", "fwd+bwd vs tltorch"])
 
     print("\nMonarch layer against nn.Linear")
@@ -328,8 +363,8 @@ def main() -> None:
                 f"dense (target >= {goal}x: {'met' if s >= goal else 'NOT met'}; two raw "
                 f"matmuls {hit[0]['_raw']:.2f}x)"
             )
-    if tltorch is not None:
-        worst = min(rows, key=lambda r: r["_peer"])
+    worst = min((r for r in rows if "_peer" in r), key=lambda r: r["_peer"], default=None)
+    if worst is not None:
         print(
             f"  against TensorLy-Torch: slowest point {worst['_peer']:.2f}x at n = {worst['n']}, "
             f"{worst['tokens']} tokens, rank {worst['rank']} (target >= 1: "
