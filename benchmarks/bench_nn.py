@@ -11,7 +11,9 @@ float32 and 2 threads (``--threads``), the tables give:
 - **TensorLy-Torch** (the peer, where ``tensorly-torch`` is installed): its
   ``tltorch.FactorizedLinear`` with a rank-r CP factorization of the (out, in) weight, which
   is the same model ``U diag(w) V^T + b`` with exactly the same parameter count, contracted in
-  factorized form (its default ``implementation="factorized"``);
+  factorized form (its default ``implementation="factorized"``). That contraction is one
+  ``torch.einsum`` over four operands: install ``opt-einsum`` for a fair peer, since without
+  it torch goes left to right through a (tokens, n, rank, n) tensor (such points are skipped);
 - **Monarch**: ``FactorizedLinear.monarch(n, n, nblocks)`` for nblocks 4, 16 and sqrt(n).
 
 Every comparison is measured in one run, interleaved: each round times every candidate in
