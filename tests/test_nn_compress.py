@@ -93,10 +93,12 @@ def test_regex_suffixes_exclusions_and_filter_fn():
 def test_rank_pattern_and_param_ratio():
     model = mlp()
     _, r = compress_model(model, "svd", rank=4, rank_pattern={"0": 8, r"[24]": 2}, progress=False)
-    assert [m.rank for m in r.modules] == [8, 2, 2]
+    assert [m.rank for m in r.modules] == [8, 2]  # the output layer "4" is left alone
     _, r = compress_model(model, "svd", param_ratio=0.25, progress=False)
     # rank = floor(ratio * m n / (m + n + 1)) per layer
-    assert [m.rank for m in r.modules] == [int(0.25 * 48 * 64 / 113), int(0.25 * 32 * 48 / 81), 1]
+    assert [m.rank for m in r.modules] == [int(0.25 * 48 * 64 / 113), int(0.25 * 32 * 48 / 81)]
+    _, r = compress_model(model, "svd", rank=2, target_modules=["4"], progress=False)
+    assert [m.name for m in r.modules] == ["4"]  # unless named
     assert all(m.params_after < m.params_before for m in r.modules)
 
 
@@ -114,7 +116,7 @@ def test_a_rank_that_saves_nothing_stays_dense_with_a_warning():
 def test_param_ratio_one_is_the_break_even_rank():
     # keeping all parameters is the rank where k (m + n + 1) reaches m n, not full rank
     _, r = compress_model(mlp(), "svd", param_ratio=1.0, progress=False)
-    assert [m.rank for m in r.modules] == [48 * 64 // 113, 32 * 48 // 81, 32 * 10 // 43]
+    assert [m.rank for m in r.modules] == [48 * 64 // 113, 32 * 48 // 81]
     assert all(m.params_after <= m.params_before for m in r.modules)
 
 
@@ -161,7 +163,7 @@ def test_cnn_tucker_and_cp():
                 model, "svd", rank=4, conv_method=method, conv_kwargs=dict(seed=0), progress=False
             )
         assert isinstance(small[0], FactorizedConv2d) and isinstance(small[2], FactorizedConv2d)
-        assert isinstance(small[4], FactorizedLinear)
+        assert type(small[4]) is nn.Linear  # the classifier, the output layer, stays dense
         assert small(x).shape == (2, 10)
         assert r.params_after == sum(p.numel() for p in small.parameters())
         torch.testing.assert_close(decompress(small)(x), small(x), rtol=1e-4, atol=1e-4)
@@ -262,3 +264,23 @@ def test_load_compressed_refuses_a_wrong_directory_or_model(tmp_path):
     save_compressed(small, tmp_path)
     with pytest.raises(ValueError, match="the model has no module '2'"):
         load_compressed(nn.Sequential(nn.Linear(64, 48)), tmp_path)
+
+
+def test_param_ratio_sizes_convs_by_their_own_formula_and_reports_what_was_built():
+    model = cnn()
+    for method, ratio in (("tucker", 0.1), ("tucker", 0.2), ("cp", 0.2)):
+        _, r = compress_model(model, param_ratio=ratio, conv_method=method, target_modules=["2"],
+                              conv_kwargs=dict(seed=0), progress=False)  # fmt: skip
+        (m,) = r.modules
+
+        def size(k, method=method):  # conv "2" (16 -> 16 channels, 3 x 3) weights at rank k
+            return k * 32 + k * k * 9 if method == "tucker" else k * (16 + 16 + 3 + 3)
+
+        k = m.rank[0] if method == "tucker" else m.rank
+        assert m.params_after - 16 == size(k)  # the bias stays
+        # the largest rank within the budget: this one fits, one more does not
+        assert size(k) <= ratio * 16 * 16 * 9 < size(k + 1)
+    _, r = compress_model(mlp(), "monarch", nblocks=4, target_modules=["0"], progress=False)
+    assert r.modules[0].rank == "nblocks=4"
+    _, r = compress_model(model, rank_pattern={"2": (4, 6)}, target_modules=["2"], progress=False)
+    assert r.modules[0].rank == (4, 6)

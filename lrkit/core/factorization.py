@@ -41,7 +41,7 @@ __all__ = ["Factorization", "as_history", "dtype_bits"]
 
 def dtype_bits(dtype: torch.dtype) -> int:
     """Storage width of one element of ``dtype`` in bits (32 for float32, 1 byte = 8 for bool)."""
-    return torch.empty((), dtype=dtype).element_size() * 8
+    return dtype.itemsize * 8
 
 
 _RESULT_TYPES: dict[str, type] = {}  # every result class by name, for structure round trips
@@ -133,7 +133,7 @@ class Factorization:
     @property
     def dtype(self) -> torch.dtype:
         """The dtype of the stored floating values (and of ``to_dense()``)."""
-        return next(t for t, _, _ in self._leaves() if _is_float(t)).dtype
+        return _first_float(self).dtype
 
     @property
     def device(self) -> torch.device:
@@ -282,10 +282,10 @@ class Factorization:
         (cast if they differ; a layer keeps them equal). Gradients flow to x and the factors.
         """
         fact = self if self.dtype == x.dtype else self._map(lambda t: _cast(t, x.dtype))
-        lead = x.shape[:-1]
-        x2 = x.reshape(-1, x.shape[-1])  # (B, in)
-        out = fact._rmatmul_t(x2)  # (B, out)
-        return out.reshape(*lead, out.shape[-1])
+        if x.ndim == 2:  # (B, in): the common case in a layer, no reshapes
+            return fact._rmatmul_t(x)
+        out = fact._rmatmul_t(x.reshape(-1, x.shape[-1]))  # (B, in) -> (B, out)
+        return out.reshape(*x.shape[:-1], out.shape[-1])
 
     def _rmatmul_t(self, x: torch.Tensor) -> torch.Tensor:
         """``x @ W.T`` for 2-D x (B, in); by default ``(W @ x.T).T``."""
@@ -306,6 +306,22 @@ class Factorization:
             f"{type(self).__name__}(shape={tuple(self.shape)}{', ' + extra if extra else ''}, "
             f"dtype={dtype}, device={self.device}, bits_per_entry={self.bits_per_entry:.3g})"
         )
+
+
+def _first_float(fact: Factorization) -> torch.Tensor:
+    """The first stored floating tensor, read from the fields directly (``dtype`` is on a
+    layer's hot path, so this skips the bit accounting of ``_leaves``)."""
+    for name in fact._fields:
+        value = getattr(fact, name)
+        values = value if isinstance(value, list | tuple) else (value,)
+        for v in values:
+            if isinstance(v, Factorization):
+                found = _first_float(v)
+                if found is not None:
+                    return found
+            elif v is not None and (v.is_floating_point() or v.is_complex()):
+                return v
+    return None
 
 
 def _cast(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -7,8 +7,9 @@
   ``model.layers.0.self_attn.q_proj``); None takes every Linear and Conv2d;
 - ``exclude_modules``: the same forms, removed from the selection;
 - ``filter_fn(module, name) -> bool``, as in torchao's ``quantize_``;
-- output layers and embeddings (``lm_head``, ``embed_tokens``, ``embed_out``) are left alone
-  unless named by ``target_modules``, as PEFT leaves the output layer;
+- the output layer (the model's last Linear, e.g. a classifier) and layers named ``lm_head``,
+  ``embed_tokens`` or ``embed_out`` are left alone unless named by ``target_modules``, as
+  PEFT leaves the output layer;
 - ``rank_pattern``: per-module ranks, a dict from a name or regex to a rank (PEFT's).
 
 Everything is checked and every new layer computed before the first module is replaced,
@@ -55,12 +56,14 @@ def _check_pattern(value, what: str):
 
 def _select(model, target_modules, exclude_modules, filter_fn) -> list[tuple[str, nn.Module]]:
     named = [(n, m) for n, m in model.named_modules() if n]
+    linears = [n for n, m in named if isinstance(m, nn.Linear)]
+    output = linears[-1] if linears else None  # the last Linear: the output layer
     chosen = []
     for name, module in named:
         if target_modules is None:
             if not isinstance(module, SUPPORTED):
                 continue
-            if name.split(".")[-1] in OUTPUT_NAMES:
+            if name.split(".")[-1] in OUTPUT_NAMES or name == output:
                 continue
         elif not _matches(name, target_modules):
             continue
@@ -92,17 +95,27 @@ def _select(model, target_modules, exclude_modules, filter_fn) -> list[tuple[str
 
 
 # -- sizes of each layer ----------------------------------------------------------------------
-def _rank_for(name, module, rank, param_ratio, rank_pattern):
+def _rank_for(name, module, rank, param_ratio, rank_pattern, conv_method):
     for pattern, r in (rank_pattern or {}).items():
         if name == pattern or re.fullmatch(pattern, name):
-            return check_positive_int(r, f"rank_pattern[{pattern!r}]")
+            what = f"rank_pattern[{pattern!r}]"
+            if isinstance(r, tuple) and isinstance(module, nn.Conv2d) and conv_method == "tucker":
+                if len(r) != 2:
+                    raise ValueError(f"{what} (={r!r}) must be a rank or (r_out, r_in)")
+                return tuple(check_positive_int(v, what) for v in r)
+            return check_positive_int(r, what)
     if rank is not None:
         return rank
     if isinstance(module, nn.Linear):  # k (m + n + 1) values per rank-k layer
         m, n = module.weight.shape
         return max(1, math.floor(param_ratio * m * n / (m + n + 1)))
     out, cin, kh, kw = module.weight.shape
-    return max(1, math.floor(param_ratio * out * cin * kh * kw / (out + cin + kh + kw)))
+    budget = param_ratio * out * cin * kh * kw
+    if conv_method == "cp":  # R (out + in + kh + kw) values
+        return max(1, math.floor(budget / (out + cin + kh + kw)))
+    # Tucker-2 with r_out = r_in = r: r (in + out) + r^2 kh kw values; the positive root
+    a, b = kh * kw, cin + out
+    return max(1, math.floor((-b + math.sqrt(b * b + 4 * a * budget)) / (2 * a)))
 
 
 def _saves(module, rank, conv_method) -> bool:
@@ -145,9 +158,12 @@ def compress_model(
         factorization. Conv2d weights use ``conv_method`` (``"tucker"`` or ``"cp"``), with
         ``conv_kwargs`` (e.g. ``dict(seed=0, n_iter_max=50)``).
     rank, param_ratio : the size of each layer, one of the two (for the rank methods and
-        convs): a rank, or the fraction of each layer's parameters kept, in (0, 1]. A layer
-        whose rank would not save parameters (rank (m + n + 1) >= m n for a Linear) is left
-        dense with a warning. Methods sized otherwise (``monarch``: ``nblocks=``) take
+        convs): a rank, or the fraction of each layer's parameters kept, in (0, 1] (for a
+        Linear, rank (m + n + 1) <= ratio m n; for a Tucker conv with r_out = r_in = r,
+        r (in + out) + r^2 kh kw <= ratio out in kh kw; for CP, R (out + in + kh + kw)). A
+        layer whose rank would not save parameters is left dense with a warning, so
+        ``param_ratio=1`` (the break-even rank, not full rank) leaves layers dense or nearly.
+        Methods sized otherwise (``monarch``: ``nblocks=``) take
         their size from ``method_kwargs``.
     target_modules, exclude_modules, filter_fn, rank_pattern : selection, see the module
         docstring.
@@ -203,14 +219,17 @@ def compress_model(
     for name, module in items:
         is_conv = isinstance(module, nn.Conv2d)
         sized = is_conv or ranked
-        r = _rank_for(name, module, rank, param_ratio, rank_pattern) if sized else None
+        r = _rank_for(name, module, rank, param_ratio, rank_pattern, conv_method) if sized else None
         before = layer_size(module)
         kind = type(module).__name__
         label = conv_method if is_conv else (method if isinstance(method, str) else "custom")
-        if is_conv and conv_method == "tucker" and r > min(module.weight.shape[:2]):
+        if is_conv and conv_method == "tucker":
             out, cin = module.weight.shape[:2]
-            r = (min(r, out), min(r, cin))  # a side with fewer channels keeps all of them
-            warn_adjusted(f"module {name!r}: Tucker ranks clipped to the channels, {r}")
+            r_out, r_in = r if isinstance(r, tuple) else (r, r)
+            if r_out > out or r_in > cin:  # a side with fewer channels keeps all of them
+                r_out, r_in = min(r_out, out), min(r_in, cin)
+                warn_adjusted(f"module {name!r}: Tucker ranks clipped to the channels, {r}")
+            r = (r_out, r_in)
         elif sized and not is_conv and r > min(module.weight.shape):
             raise ValueError(
                 f"rank (={r}) for module {name!r} must be <= {min(module.weight.shape)}, the "
@@ -232,6 +251,10 @@ def compress_model(
             kw = dict(method_kwargs, rank=r) if ranked else method_kwargs
             new = FactorizedLinear.from_linear(module, method, **kw)
         after = layer_size(new)
+        if r is None:  # a method sized by its own arguments: say what it built
+            fact = new.factorization
+            r = getattr(fact, "rank", None) or getattr(fact, "nblocks", None)
+            r = f"nblocks={r}" if hasattr(fact, "nblocks") else r
         report.modules.append(
             ModuleReport(name, kind, label, r, before[0], after[0], before[1], after[1])
         )

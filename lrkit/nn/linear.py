@@ -94,9 +94,16 @@ class FactorizedLinear(nn.Module):
     @property
     def factorization(self) -> Factorization:
         """The result built from the module's current parameters and buffers (autograd
-        flows through it to the parameters)."""
-        tensors = iter([getattr(self, s) for s in self._slots])
-        return self._template._map(lambda _: next(tensors))
+        flows through it to the parameters). Rebuilt only when one of those tensors has been
+        replaced by another object (``.to()`` of a buffer, ``load_state_dict(assign=True)``):
+        optimizer steps change values in place and need no rebuild."""
+        current = [getattr(self, s) for s in self._slots]
+        cached = self.__dict__.get("_cached")
+        if cached is None or any(a is not b for a, b in zip(cached[0], current, strict=True)):
+            tensors = iter(current)
+            cached = (current, self._template._map(lambda _: next(tensors)))
+            self.__dict__["_cached"] = cached
+        return cached[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.factorization.linear(x)  # (..., out)
