@@ -205,26 +205,30 @@ def test_shipped_model_matches_its_training_log():
 
 def test_generate_and_perplexity_check_their_arguments():
     model = tiny()
-    with pytest.raises(ValueError, match=r"top_k \(=0\) must be in 1..258"):
+    with pytest.raises(ValueError, match=r"top_k \(=0\) must be >= 1"):
         generate(model, "ab", max_new_tokens=2, top_k=0)
-    with pytest.raises(TypeError, match="top_k must be an integer"):
+    with pytest.raises(TypeError, match="top_k must be an int"):
         generate(model, "ab", max_new_tokens=2, top_k=True)
     top1 = generate(model, [1, 2], max_new_tokens=3, top_k=1, seed=0)  # top_k=1 is greedy
     assert torch.equal(top1, generate(model, [1, 2], max_new_tokens=3, temperature=0))
     assert generate(model, [1, 2], max_new_tokens=3, top_k=258, seed=0).shape == (5,)
+    with pytest.raises(ValueError, match=r"top_k \(=259\) must be in 1..258"):  # the body's bound
+        generate(model, "ab", max_new_tokens=2, top_k=259)
     with pytest.raises(ValueError, match=r"prompt holds token id 258; ids must be in 0..257"):
         generate(model, [1, 258], max_new_tokens=2)
     with pytest.raises(ValueError, match=r"token id -1"):
         generate(model, torch.tensor([-1, 2]), max_new_tokens=2)
     with pytest.raises(TypeError, match=r"integer token ids; got dtype torch.float64"):
         generate(model, [1.7, 2.0], max_new_tokens=2)
-    with pytest.raises(ValueError, match=r"temperature \(=nan\) must be a finite number >= 0"):
+    with pytest.raises(ValueError, match=r"temperature \(=nan\) must be a finite number"):
         generate(model, "ab", max_new_tokens=2, temperature=float("nan"))
     x = ids(1, 40)[0]
     with pytest.raises(ValueError, match=r"batch_size \(=0\) must be >= 1"):
         perplexity(model, x, batch_size=0)
-    with pytest.raises(ValueError, match=r"context \(=0\) must be in 2..64"):
+    with pytest.raises(ValueError, match=r"context \(=0\) must be >= 2"):
         perplexity(model, x, context=0)
+    with pytest.raises(ValueError, match=r"context \(=65\) must be in 2..64"):  # the body's bound
+        perplexity(model, x, context=65)
     with pytest.raises(ValueError, match=r"stride \(=9\) must be in 1..8"):
         perplexity(model, x, context=8, stride=9)
     with pytest.raises(ValueError, match=r"text_or_ids holds token id 300"):

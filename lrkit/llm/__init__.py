@@ -7,6 +7,7 @@ print(generate(model, "def fibonacci(n):", max_new_tokens=200, temperature=0.7, 
 
 from __future__ import annotations
 
+from ..core._params import checked
 from .evaluate import Perplexity, generate, perplexity
 from .model import KVCache, Llama, LlamaConfig
 from .tokenizer import ByteTokenizer
@@ -23,6 +24,7 @@ __all__ = [
 ]
 
 
+@checked
 def load_tiny(*, device="cpu", dtype=None):
     """The course's small Llama, shipped in ``datasets/tiny-llama/``, and its tokenizer."""
     import torch

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core._checks import check_positive_int
+from ..core._params import checked
 from .model import KVCache, Llama
 from .tokenizer import ByteTokenizer
 
@@ -70,6 +71,7 @@ def _optional_int(value, name: str, low: int, high: int, *, none: bool = True) -
 
 
 @torch.no_grad()
+@checked
 def perplexity(
     model: Llama,
     text_or_ids,
@@ -128,6 +130,7 @@ def perplexity(
 
 
 @torch.no_grad()
+@checked
 def generate(
     model: Llama,
     prompt,

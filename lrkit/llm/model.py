@@ -27,6 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..core._checks import check_positive_int
+from ..core._params import checked
 
 __all__ = ["LlamaConfig", "Llama", "KVCache"]
 
@@ -107,6 +108,7 @@ class LlamaConfig:
         return d
 
     @classmethod
+    @checked
     def from_hf_dict(cls, d: dict) -> LlamaConfig:
         if d.get("model_type") != "llama":
             raise ValueError(
@@ -316,6 +318,7 @@ class Llama(nn.Module):
         save_file(state, str(path / "model.safetensors"), metadata={"format": "pt"})
 
     @classmethod
+    @checked
     def from_pretrained(cls, path, *, dtype: torch.dtype = torch.float32, device="cpu") -> Llama:
         """Load a Llama checkpoint directory (``config.json`` + ``model.safetensors``)."""
         from safetensors.torch import load_file
