@@ -55,7 +55,7 @@ def test_exact_recovery_of_rank_r(method, u, device, dtype):
         assert fact.R.shape == (count, 45)
         assert torch.equal(fact.C, A[:, fact.cols]) and torch.equal(fact.R, A[fact.rows])
         assert len(set(fact.cols.tolist())) == count and len(set(fact.rows.tolist())) == count
-        assert lrkit.rel_error(A, fact) < 10 * RTOL[dtype]  # measured <= 6e-6 in float32
+        assert lrkit.rel_error(A, fact) < 10 * RTOL[dtype]  # rounding x cond(C) cond(R): ~50 eps
 
 
 def test_leverage_within_2x_of_svd_optimum():

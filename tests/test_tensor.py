@@ -171,7 +171,9 @@ def test_hooi_never_worse_than_hosvd(seed):
     assert lrkit.rel_error(T, tk) == pytest.approx(min(tk.errors), rel=1e-9)
     # ... and from a random start it is no worse than that start
     tr = hooi(T, ranks, init="random", n_iter_max=5, seed=seed)
-    assert min(tr.errors) <= tr.errors[0]
+    # Each HOOI step maximizes the core's norm over one factor with the others fixed, so the
+    # error never rises (up to the rounding of sqrt(1 - |core|^2/|T|^2) at errors ~0.9, ~eps).
+    assert np.all(np.diff(tr.errors) <= 1e-12) and tr.errors[-1] < tr.errors[0]
 
 
 # -- the result protocol -------------------------------------------------------------------
@@ -223,8 +225,11 @@ def test_tensorly_round_trip(backend):
 
 def test_from_tensorly_decomposition(numpy_backend):
     T = cp_tensor((6, 5, 4), 2).numpy()
-    cp = CPTensor.from_tensorly(parafac(T, 2, init="svd"))
-    assert lrkit.rel_error(T, cp) < 1e-6
+    theirs = parafac(T, 2, init="svd")
+    cp = CPTensor.from_tensorly(theirs)
+    # The conversion is under test, not TensorLy's fit (which stops at its tol=1e-8 on the
+    # change in error, a convergence level): it must rebuild TensorLy's tensor to rounding.
+    assert lrkit.rel_error(tl.cp_to_tensor(theirs), cp) < 100 * np.finfo(np.float64).eps
 
 
 def test_tensorly_is_imported_only_inside_functions():
