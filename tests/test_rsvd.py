@@ -43,7 +43,8 @@ def test_wide_and_tall_close_to_optimal(shape):
 
 @pytest.mark.parametrize("S, bound", [(FAST, 1.001), (SLOW, 1.01)])
 def test_within_stated_factor_of_optimal(S, bound, dtype):
-    # Measured at seeds 0-2: fast decay ratio 1.0000, slow (1/i) decay ratio <= 1.001.
+    # Measured at seeds 0-7, float32 and float64: fast decay ratio <= 1.0000002, slow (1/i)
+    # decay <= 1.0015. A property of the spectrum and the sketch size, not of one seed.
     A = spectrum_matrix(400, 300, S, dtype=dtype)
     for seed in range(3):
         assert ratio_to_optimal(A, lrkit.rsvd(A, 20, seed=seed), 20) < bound
@@ -53,8 +54,10 @@ def test_knob_power_iterations_matter_on_slow_spectrum():
     A = spectrum_matrix(400, 300, SLOW)
     no_power = ratio_to_optimal(A, lrkit.rsvd(A, 20, n_iter=0, seed=0), 20)
     two = ratio_to_optimal(A, lrkit.rsvd(A, 20, n_iter=2, seed=0), 20)
-    assert no_power > 1.2  # measured 1.31
-    assert two < 1.01  # measured 1.001
+    # Measured at seeds 0-7: 1.30 to 1.36 without power steps, at most 1.0015 with two: the
+    # margins hold for any seed here, seed 0 is not special.
+    assert no_power > 1.2
+    assert two < 1.01
 
 
 def test_knob_oversampling_matters():

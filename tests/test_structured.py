@@ -390,7 +390,9 @@ def test_butterfly_fit_recovers_hadamard_16():
     B = butterfly_fit(H, n_steps=500, lr=0.02, seed=0)
     assert B.history.shape == (501,) and B.history[0] > 0.5
     assert lrkit.rel_error(H, B) == pytest.approx(float(B.history.min()))
-    assert lrkit.rel_error(H, B) < 1e-6  # measured 2.3e-10
+    # Adam has no stopping guarantee to a tolerance: 1e-6 asks for recovery (six orders below
+    # the start), not for a rounding level; measured 2e-11 to 2.3e-10 at seeds 0-3.
+    assert lrkit.rel_error(H, B) < 1e-6
     again = butterfly_fit(H, n_steps=500, lr=0.02, seed=0)
     assert torch.equal(again.twiddle, B.twiddle)  # same seed, same result
 
@@ -400,6 +402,7 @@ def test_butterfly_fit_needs_the_permutation_for_the_dft():
     with_p = butterfly_fit(F, n_steps=400, lr=0.02, seed=0, bit_reversal=True)
     without = butterfly_fit(F, n_steps=400, lr=0.02, seed=0, bit_reversal=False)
     assert with_p.twiddle.is_complex()
+    # Measured at seeds 0-3: 2e-9 to 4e-9 with P; 0.866 without, a floor of the structure.
     assert with_p.history.min() < 1e-4 and without.history.min() > 0.3
 
 
