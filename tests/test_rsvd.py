@@ -97,7 +97,7 @@ def test_tiny_input_with_defaults_warns_and_works():
     ):
         approx = lrkit.rsvd(A, 3)
     assert approx.shape == (8, 5) and approx.rank == 3
-    assert ratio_to_optimal(A, approx, 3) < 1 + 1e-10  # full sketch: exact top-3
+    assert ratio_to_optimal(A, approx, 3) < 1 + RTOL[torch.float64]  # full sketch: exact top-3
 
 
 def test_warning_points_at_the_callers_line():
@@ -140,10 +140,13 @@ def test_operator_inputs_give_the_same_result_as_dense():
     As = sp.random(300, 200, density=0.05, random_state=0, format="csr")
     dense = torch.from_numpy(As.toarray())
     ref = lrkit.rsvd(dense, 10, seed=1)
+    # Sparse products sum in another order; the rank-10 truncation magnifies that by about
+    # s_1 / (s_10 - s_11) = 180 on this random matrix: measured 70 eps of max |ref|.
+    tol = 100 * RTOL[torch.float64] * float(ref.to_dense().abs().max())
     for A in (As, As.tocoo(), aslinearoperator(As), dense.to_sparse(), dense.to_sparse_csr()):
         approx = lrkit.rsvd(A, 10, seed=1)
         assert approx.dtype == torch.float64
-        torch.testing.assert_close(approx.to_dense(), ref.to_dense(), rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(approx.to_dense(), ref.to_dense(), rtol=0, atol=tol)
 
 
 def test_integer_input_is_float32():
