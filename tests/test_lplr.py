@@ -162,7 +162,9 @@ def test_lplr_is_deterministic_for_a_seed():
 
 def test_rank_loss_of_the_quantized_left_factor_warns():
     # 1-bit L with one range: its columns are sign patterns, and k of them can coincide
-    A = torch.ones(6, 40, dtype=torch.float64) + 0.01 * torch.randn(6, 40, dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    A = torch.ones(6, 40, dtype=torch.float64)
+    A += 0.01 * torch.randn(6, 40, generator=g, dtype=torch.float64)
     with pytest.warns(UserWarning, match=r"quantized left factor has rank \d+ < 5"):
         f = lplr(A, 5, bits_left=1, bits_right=8, seed=0)
     assert torch.isfinite(f.to_dense()).all()

@@ -66,8 +66,10 @@ def test_stochastic_rounding_is_unbiased():
         [quantize(X, 2, rounding="stochastic", seed=s).to_dense() for s in range(4000)]
     ).mean(0)
     step = float(quantize(X, 2).step.max())
-    # each entry's mean over 4000 draws is within ~4 standard errors (std <= step / 2)
-    assert float((mean - X).abs().max()) < 4 * (step / 2) / math.sqrt(4000)
+    # Each entry's mean over 4000 draws is within 5 standard errors (std <= step / 2): one of
+    # 30 entries misses that with probability < 2e-5, whatever the seeds (measured 2.9 SE).
+    assert float((mean - X).abs().max()) < 5 * (step / 2) / math.sqrt(4000)
+    # nearest rounding is off by up to step / 2 (0.485 step here), > 10 x the 5 SE above
     nearest = quantize(X, 2).to_dense()
     assert float((nearest - X).abs().max()) > 10 * float((mean - X).abs().max())
 
