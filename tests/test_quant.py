@@ -35,8 +35,9 @@ def test_round_to_nearest_within_half_a_step(scales, axis, group_size, symmetric
     step = torch.ones_like(Q.codes, dtype=X.dtype) * Q.step
     step = _from_groups(step, tuple(X.shape), scales, axis, group_size)
     err = (Q.to_dense() - X).abs()
-    # half a step, plus the rounding of the range to its float32 storage: offset and step are
-    # each off by eps/2 relative, at most 1.5 eps32 max|X| on a dequantized value; 8 eps covers it
+    # Codes are rounded against the stored (float32) lo and step, so inside a range the error
+    # is at most half a step; at its ends the stored lo and top level can miss the data's min
+    # and max by eps32/2 |lo| and ~eps32 max|X| (clamped codes): 8 eps32 max|X| covers them.
     assert bool((err <= step / 2 + 8 * torch.finfo(torch.float32).eps * X.abs().max()).all())
     # codes use exactly the b-bit alphabet
     assert int(Q.codes.min()) >= 0 and int(Q.codes.max()) <= 2**bits - 1
