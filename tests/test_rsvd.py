@@ -31,6 +31,8 @@ def test_exact_for_rank_r(normalizer, device, dtype):
     A, S = low_rank_matrix(60, 45, 7, dtype=dtype, device=device)
     approx = lrkit.rsvd(A, 7, normalizer=normalizer, seed=0)
     assert approx.device.type == device.type and approx.dtype == dtype
+    # Power steps without re-normalization lose digits on the small directions: "none" lands
+    # at ~330 eps in both dtypes (lu, qr ~5), so 100 RTOL = 1e5 eps.
     assert lrkit.rel_error(A, approx) < 100 * RTOL[dtype]
     torch.testing.assert_close(approx.S, S, rtol=100 * RTOL[dtype], atol=100 * RTOL[dtype])
 
