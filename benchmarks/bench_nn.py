@@ -32,17 +32,14 @@ Run: ``PYTHONPATH=. .venv/bin/python benchmarks/bench_nn.py [--quick] [--threads
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
 
-import numpy as np
 import torch
-from _timing import print_table
+from _timing import bench_parser, print_machine, print_table
 from torch import nn
 
 import lrkit
@@ -53,24 +50,12 @@ NAIVE_EINSUM_LIMIT = 64 * 2**20  # bytes: the peer's largest intermediate withou
 
 
 # -- the machine -----------------------------------------------------------------------------
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine(peer_version: str | None) -> str:
+def versions(peer_version: str | None) -> str:
+    """What _timing's machine paragraph leaves out: lrkit, the peer, and the load average."""
     load = " / ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     return (
-        f"lrkit {lrkit.__version__}: {cpu_model()}, {os.cpu_count()} cores, "
-        f"torch.get_num_threads() = {torch.get_num_threads()}, load average {load} (1/5/15 min)\n"
-        f"torch {torch.__version__}, numpy {np.__version__}, "
-        f"tensorly-torch {peer_version or 'not installed'}, python {platform.python_version()}"
+        f"lrkit {lrkit.__version__}, tensorly-torch {peer_version or 'not installed'}; "
+        f"load average {load} (1/5/15 min)"
     )
 
 
@@ -256,8 +241,9 @@ def break_even(ranks: list[int], speedups: list[float]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="lrkit.nn factorized layers against nn.Linear")
-    parser.add_argument("--quick", action="store_true", help="a tiny subset (smoke run)")
+    parser = bench_parser(
+        "lrkit.nn factorized layers against nn.Linear", "a tiny subset (smoke run)"
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds")
     parser.add_argument("--widths", type=int, nargs="+", default=None, help="layer widths")
@@ -271,8 +257,10 @@ def main() -> None:
         args.rounds, args.sample = args.rounds or 9, 5e-3
     widths = args.widths or widths
     tltorch, why = tltorch_or_reason()
-    print(machine(tltorch.__version__ if tltorch else None))
+    print_machine(args)
+    print(versions(tltorch.__version__ if tltorch else None))
     print(f"float32; {args.rounds} interleaved rounds of ~{args.sample * 1e3:g} ms per candidate")
+    print("speedup = the other's time / lrkit's, median [min-max] over the interleaved rounds")
     if tltorch is None:
         print(f"TensorLy-Torch peer skipped: {why}")
     elif not torch.backends.opt_einsum.is_available():

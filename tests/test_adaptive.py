@@ -11,15 +11,20 @@ import lrkit
 
 from conftest import EXTREME_SCALES, SCALE_IDS, assert_scaled, at_scale, scaled_eps
 
+EPS64 = torch.finfo(torch.float64).eps
+
 
 @pytest.mark.parametrize("tol", [1e-1, 1e-2, 1e-4])
 def test_adaptive_meets_tol_with_near_optimal_rank(tol):
     A = spectrum_matrix(400, 300, 0.9 ** torch.arange(300, dtype=torch.float64))
     Q = lrkit.adaptive_range_finder(A, tol, seed=0)
     k, k_opt = Q.shape[1], lrkit.rank_for_error(A, tol)
-    assert lrkit.rel_error(A, Q @ (Q.T @ A)) <= tol
-    assert k_opt <= k <= k_opt + 2  # measured: k == k_opt for these three
-    torch.testing.assert_close(Q.T @ Q, torch.eye(k, dtype=Q.dtype), rtol=0, atol=1e-10)
+    # The finder stops when its downdated |A|^2 - |Q^T A|^2 <= (tol |A|)^2; rounding leaves
+    # that count off by ~k eps |A|^2, so the true error meets tol to k eps / tol^2 relative.
+    assert lrkit.rel_error(A, Q @ (Q.T @ A)) <= tol * (1 + 100 * EPS64 / tol**2)
+    assert k_opt <= k <= k_opt + 2  # k >= k_opt: Eckart-Young; measured k == k_opt
+    # re-orthogonalized blocks: orthonormal to rounding (measured 9-17 eps)
+    torch.testing.assert_close(Q.T @ Q, torch.eye(k, dtype=Q.dtype), rtol=0, atol=1000 * EPS64)
 
 
 def test_adaptive_result_into_lowrank_and_block_size():
@@ -27,7 +32,8 @@ def test_adaptive_result_into_lowrank_and_block_size():
     for block in (1, 7, 32):
         Q = lrkit.adaptive_range_finder(A, 1e-3, block=block, seed=0)
         approx = lrkit.lowrank_from_basis(A, Q)
-        assert approx.rank == Q.shape[1] and lrkit.rel_error(A, approx) <= 1e-3
+        assert approx.rank == Q.shape[1]
+        assert lrkit.rel_error(A, approx) <= 1e-3 * (1 + 100 * EPS64 / 1e-3**2)  # as above
 
 
 def test_adaptive_on_sparse_and_operator():
@@ -66,6 +72,8 @@ def test_estimate_error_matches_spectral_error():
     approx = lrkit.rsvd(A, 15, seed=0)
     exact = lrkit.rel_error(A, approx, ord=2)
     est = lrkit.estimate_error(A, approx, seed=0)
+    # 20 power steps on 4 vectors converge like (s_5 / s_1)^40 of the residual, 0.9^160 ~ 5e-8
+    # on this 0.9^i spectrum (measured 5e-14): 1e-3 is loose for any seed.
     assert est == pytest.approx(exact, rel=1e-3)
     assert est <= exact * (1 + 1e-9)  # power iteration approaches from below
     dense_est = lrkit.estimate_error(A.numpy(), approx.to_dense(), seed=0)

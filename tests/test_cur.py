@@ -56,7 +56,7 @@ def test_exact_recovery_of_rank_r(method, u, device, dtype):
         assert fact.R.shape == (count, 45)
         assert torch.equal(fact.C, A[:, fact.cols]) and torch.equal(fact.R, A[fact.rows])
         assert len(set(fact.cols.tolist())) == count and len(set(fact.rows.tolist())) == count
-        assert lrkit.rel_error(A, fact) < 10 * RTOL[dtype]  # measured <= 6e-6 in float32
+        assert lrkit.rel_error(A, fact) < 10 * RTOL[dtype]  # rounding x cond(C) cond(R): ~50 eps
 
 
 def noisy_flat(m, n, rank, noise, seed):
@@ -238,7 +238,9 @@ def test_sparse_input_keeps_c_and_r_sparse(method):
     dense = cur(A.toarray(), 10, method=method, n_cols=20, n_rows=20, svd="exact", seed=0)
     assert fact.is_sparse and fact.C.layout == torch.sparse_csr == fact.R.layout
     assert torch.equal(fact.cols, dense.cols) and torch.equal(fact.rows, dense.rows)
-    torch.testing.assert_close(fact.to_dense(), dense.to_dense(), rtol=1e-10, atol=1e-12)
+    # Same columns, so only the order of sums differs: rounding times cond(C), cond(R) ~ 3
+    tol = RTOL[torch.float64]
+    torch.testing.assert_close(fact.to_dense(), dense.to_dense(), rtol=tol, atol=tol)
     np.testing.assert_array_equal(fact.C.to_dense().numpy(), A[:, fact.cols.numpy()].toarray())
 
 
@@ -399,7 +401,9 @@ def test_id_matches_scipy_interpolative(k):
     ours = interp_decomp(A, k)
     scipy_err = np.linalg.norm(A - sli.reconstruct_matrix_from_id(A[:, idx[:k]], idx, proj))
     ours_err = np.linalg.norm(A - ours.to_dense().numpy())
-    assert ours_err == pytest.approx(scipy_err, rel=1e-8)  # measured: equal to 1e-15
+    # Both errors are >= 0.7^k |A| (8e-4 |A| at k = 20), so rounding at eps |A| moves them by
+    # < 1e-12 relative: 1e-8 only allows for the two codes' different pivoted QRs.
+    assert ours_err == pytest.approx(scipy_err, rel=1e-8)
     assert sorted(ours.idx.tolist()) == sorted(idx[:k].tolist())
     # the error is exactly the part the pivoted QR left out: ||R22||_F
     R = scipy.linalg.qr(A, mode="r", pivoting=True)[0]
@@ -448,9 +452,10 @@ def test_id_matmul_storage_and_repr(axis, device):
     A = torch.from_numpy(decaying(60, 40)).to(device)
     ID = interp_decomp(A, 8, axis=axis)
     D = ID.to_dense()
+    g = torch.Generator().manual_seed(0)
     X, Y = (
-        torch.randn(40, 3, dtype=torch.float64, device=device),
-        torch.randn(2, 60, dtype=torch.float64, device=device),
+        torch.randn(40, 3, generator=g, dtype=torch.float64).to(device),
+        torch.randn(2, 60, generator=g, dtype=torch.float64).to(device),
     )
     torch.testing.assert_close(ID @ X, D @ X)
     torch.testing.assert_close(Y @ ID, Y @ D)
@@ -487,7 +492,7 @@ def test_exactly_rank_deficient_id_does_not_fail():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ID = interp_decomp(A, 3)
-    assert lrkit.rel_error(A, ID) < 1e-12
+    assert lrkit.rel_error(A, ID) < RTOL[torch.float64]  # exact: rank 1 <= 3
 
 
 @pytest.mark.parametrize(("dtype", "k"), EXTREME_SCALES, ids=SCALE_IDS)

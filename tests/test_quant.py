@@ -38,8 +38,10 @@ def test_round_to_nearest_within_half_a_step(scales, axis, group_size, symmetric
     step = ones * Q.step  # (granules, g)
     step = _from_groups(step, tuple(X.shape), scales, axis, group_size)
     err = (Q.to_dense() - X).abs()
-    # half a step, plus the rounding of the range itself to its float32 storage
-    assert bool((err <= step / 2 + 1e-6 * X.abs().max()).all())
+    # Codes are rounded against the stored (float32) lo and step, so inside a range the error
+    # is at most half a step; at its ends the stored lo and top level can miss the data's min
+    # and max by eps32/2 |lo| and ~eps32 max|X| (clamped codes): 8 eps32 max|X| covers them.
+    assert bool((err <= step / 2 + 8 * torch.finfo(torch.float32).eps * X.abs().max()).all())
     # codes use exactly the b-bit alphabet
     assert int(Q.codes.min()) >= 0 and int(Q.codes.max()) <= 2**bits - 1
 
@@ -68,8 +70,10 @@ def test_stochastic_rounding_is_unbiased():
         [quantize(X, 2, rounding="stochastic", seed=s).to_dense() for s in range(4000)]
     ).mean(0)
     step = float(quantize(X, 2).step.max())
-    # each entry's mean over 4000 draws is within ~4 standard errors (std <= step / 2)
-    assert float((mean - X).abs().max()) < 4 * (step / 2) / math.sqrt(4000)
+    # Each entry's mean over 4000 draws is within 5 standard errors (std <= step / 2): one of
+    # 30 entries misses that with probability < 2e-5, whatever the seeds (measured 2.9 SE).
+    assert float((mean - X).abs().max()) < 5 * (step / 2) / math.sqrt(4000)
+    # nearest rounding is off by up to step / 2 (0.485 step here), > 10 x the 5 SE above
     nearest = quantize(X, 2).to_dense()
     assert float((nearest - X).abs().max()) > 10 * float((mean - X).abs().max())
 
@@ -132,9 +136,10 @@ def test_constant_granules_and_zero_matrix():
 def test_protocol_matmul_to_and_repr():
     X = data()
     Q = quantize(X, 4, scales="group", group_size=4)
-    Y = torch.randn(10, 2, dtype=torch.float64)
+    g = torch.Generator().manual_seed(1)
+    Y = torch.randn(10, 2, generator=g, dtype=torch.float64)
     torch.testing.assert_close(Q @ Y, Q.to_dense() @ Y)
-    Z = torch.randn(2, 7, dtype=torch.float64)
+    Z = torch.randn(2, 7, generator=g, dtype=torch.float64)
     torch.testing.assert_close(Z @ Q, Z @ Q.to_dense())
     assert Q.to(torch.float32).dtype == torch.float32
     assert Q.to(torch.float32).codes.dtype == torch.uint8  # codes are not cast

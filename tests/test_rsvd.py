@@ -31,6 +31,8 @@ def test_exact_for_rank_r(normalizer, device, dtype):
     A, S = low_rank_matrix(60, 45, 7, dtype=dtype, device=device)
     approx = lrkit.rsvd(A, 7, normalizer=normalizer, seed=0)
     assert approx.device.type == device.type and approx.dtype == dtype
+    # Power steps without re-normalization lose digits on the small directions: "none" lands
+    # at ~330 eps in both dtypes (lu, qr ~5), so 100 RTOL = 1e5 eps.
     assert lrkit.rel_error(A, approx) < 100 * RTOL[dtype]
     torch.testing.assert_close(approx.S, S, rtol=100 * RTOL[dtype], atol=100 * RTOL[dtype])
 
@@ -43,7 +45,8 @@ def test_wide_and_tall_close_to_optimal(shape):
 
 @pytest.mark.parametrize("S, bound", [(FAST, 1.001), (SLOW, 1.01)])
 def test_within_stated_factor_of_optimal(S, bound, dtype):
-    # Measured at seeds 0-2: fast decay ratio 1.0000, slow (1/i) decay ratio <= 1.001.
+    # Measured at seeds 0-7, float32 and float64: fast decay ratio <= 1.0000002, slow (1/i)
+    # decay <= 1.0015. A property of the spectrum and the sketch size, not of one seed.
     A = spectrum_matrix(400, 300, S, dtype=dtype)
     for seed in range(3):
         assert ratio_to_optimal(A, lrkit.rsvd(A, 20, seed=seed), 20) < bound
@@ -53,8 +56,10 @@ def test_knob_power_iterations_matter_on_slow_spectrum():
     A = spectrum_matrix(400, 300, SLOW)
     no_power = ratio_to_optimal(A, lrkit.rsvd(A, 20, n_iter=0, seed=0), 20)
     two = ratio_to_optimal(A, lrkit.rsvd(A, 20, n_iter=2, seed=0), 20)
-    assert no_power > 1.2  # measured 1.31
-    assert two < 1.01  # measured 1.001
+    # Measured at seeds 0-7: 1.30 to 1.36 without power steps, at most 1.0015 with two: the
+    # margins hold for any seed here, seed 0 is not special.
+    assert no_power > 1.2
+    assert two < 1.01
 
 
 def test_knob_oversampling_matters():
@@ -94,7 +99,7 @@ def test_tiny_input_with_defaults_warns_and_works():
     ):
         approx = lrkit.rsvd(A, 3)
     assert approx.shape == (8, 5) and approx.rank == 3
-    assert ratio_to_optimal(A, approx, 3) < 1 + 1e-10  # full sketch: exact top-3
+    assert ratio_to_optimal(A, approx, 3) < 1 + RTOL[torch.float64]  # full sketch: exact top-3
 
 
 def test_warning_points_at_the_callers_line():
@@ -137,10 +142,13 @@ def test_operator_inputs_give_the_same_result_as_dense():
     As = sp.random(300, 200, density=0.05, random_state=0, format="csr")
     dense = torch.from_numpy(As.toarray())
     ref = lrkit.rsvd(dense, 10, seed=1)
+    # Sparse products sum in another order; the rank-10 truncation magnifies that by about
+    # s_1 / (s_10 - s_11) = 180 on this random matrix: measured 70 eps of max |ref|.
+    tol = 100 * RTOL[torch.float64] * float(ref.to_dense().abs().max())
     for A in (As, As.tocoo(), aslinearoperator(As), dense.to_sparse(), dense.to_sparse_csr()):
         approx = lrkit.rsvd(A, 10, seed=1)
         assert approx.dtype == torch.float64
-        torch.testing.assert_close(approx.to_dense(), ref.to_dense(), rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(approx.to_dense(), ref.to_dense(), rtol=0, atol=tol)
 
 
 def test_integer_input_is_float32():

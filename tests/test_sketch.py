@@ -14,7 +14,9 @@ def test_exact_for_rank_r_in_row_blocks(dtype):
     sk = lrkit.StreamingSketch(A.shape, 5, dtype=dtype, seed=0)
     for start in range(0, 90, 25):
         sk.add_rows(A[start : start + 25], start)
-    assert lrkit.rel_error(A, sk.to_lowrank()) < 1000 * RTOL[dtype]
+    # The rebuild solves against a small Gaussian co-range sketch (11 x 5), whose condition
+    # (~10) amplifies rounding: measured 6-8 eps in float32 and float64.
+    assert lrkit.rel_error(A, sk.to_lowrank()) < 10 * RTOL[dtype]
 
 
 def test_rows_columns_and_whole_updates_agree():
@@ -29,8 +31,10 @@ def test_rows_columns_and_whole_updates_agree():
     whole.add(0.5 * A)
     whole.add(A, scale=0.5)
     ref = by_rows.to_lowrank().to_dense()
+    # Same sketches summed in another order: rounding level (measured 13 eps of max |ref|).
+    tol = RTOL[torch.float64] * float(ref.abs().max())
     for other in (by_cols, whole):
-        torch.testing.assert_close(other.to_lowrank().to_dense(), ref, rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(other.to_lowrank().to_dense(), ref, rtol=0, atol=tol)
 
 
 def test_close_to_optimal_on_fast_decay():

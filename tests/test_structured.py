@@ -87,9 +87,12 @@ def test_kron_error_is_tail_of_rearranged_spectrum(k, device, dtype):
     s = torch.linalg.svdvals(kron_rearrange(A, (6, 4)).double())  # (24, 20) rearranged
     assert kron_rearrange(A, (6, 4)).shape == (24, 20)
     tail = float(torch.linalg.vector_norm(s[k:]) / torch.linalg.vector_norm(s))
-    assert lrkit.rel_error(A, kron_approx(A, (6, 4), rank=k)) == pytest.approx(tail, rel=1e-3)
+    # An identity (Van Loan & Pitsianis): equal to rounding (measured <= 1 eps; tail >= 0.5).
+    err = lrkit.rel_error(A, kron_approx(A, (6, 4), rank=k))
+    assert err == pytest.approx(tail, rel=10 * RTOL[dtype])
     # Every entry moves, none is lost: the rearrangement keeps the Frobenius norm.
-    assert float(torch.linalg.vector_norm(s)) == pytest.approx(float(A.double().norm()))
+    norm = float(A.double().norm())
+    assert float(torch.linalg.vector_norm(s)) == pytest.approx(norm, rel=RTOL[torch.float64])
 
 
 def test_kron_rearrange_maps_kron_to_outer_product():
@@ -390,7 +393,9 @@ def test_butterfly_fit_recovers_hadamard_16():
     B = butterfly_fit(H, n_steps=500, lr=0.02, seed=0)
     assert B.history.shape == (501,) and B.history[0] > 0.5
     assert lrkit.rel_error(H, B) == pytest.approx(float(B.history.min()))
-    assert lrkit.rel_error(H, B) < 1e-6  # measured 2.3e-10
+    # Adam has no stopping guarantee to a tolerance: 1e-6 asks for recovery (six orders below
+    # the start), not for a rounding level; measured 2e-11 to 2.3e-10 at seeds 0-3.
+    assert lrkit.rel_error(H, B) < 1e-6
     again = butterfly_fit(H, n_steps=500, lr=0.02, seed=0)
     assert torch.equal(again.twiddle, B.twiddle)  # same seed, same result
 
@@ -400,6 +405,7 @@ def test_butterfly_fit_needs_the_permutation_for_the_dft():
     with_p = butterfly_fit(F, n_steps=400, lr=0.02, seed=0, bit_reversal=True)
     without = butterfly_fit(F, n_steps=400, lr=0.02, seed=0, bit_reversal=False)
     assert with_p.twiddle.is_complex()
+    # Measured at seeds 0-3: 2e-9 to 4e-9 with P; 0.866 without, a floor of the structure.
     assert with_p.history.min() < 1e-4 and without.history.min() > 0.3
 
 

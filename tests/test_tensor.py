@@ -212,7 +212,9 @@ def test_hooi_never_worse_than_hosvd(seed):
     assert lrkit.rel_error(T, tk) == pytest.approx(float(tk.history.min()), rel=1e-9)
     # ... and from a random start it is no worse than that start
     tr = hooi(T, ranks, init="random", n_iter_max=5, seed=seed)
-    assert tr.history.min() <= tr.history[0]
+    # Each HOOI step maximizes the core's norm over one factor with the others fixed, so the
+    # error never rises (up to the rounding of sqrt(1 - |core|^2/|T|^2) at errors ~0.9, ~eps).
+    assert np.all(np.diff(tr.history.numpy()) <= 1e-12) and tr.history[-1] < tr.history[0]
 
 
 # -- the result protocol -------------------------------------------------------------------
@@ -264,8 +266,11 @@ def test_tensorly_round_trip(backend):
 
 def test_from_tensorly_decomposition(numpy_backend):
     T = cp_tensor((6, 5, 4), 2).numpy()
-    cp = CPTensor.from_tensorly(parafac(T, 2, init="svd"))
-    assert lrkit.rel_error(T, cp) < 1e-6
+    theirs = parafac(T, 2, init="svd")
+    cp = CPTensor.from_tensorly(theirs)
+    # The conversion is under test, not TensorLy's fit (which stops at its tol=1e-8 on the
+    # change in error, a convergence level): it must rebuild TensorLy's tensor to rounding.
+    assert lrkit.rel_error(tl.cp_to_tensor(theirs), cp) < 100 * np.finfo(np.float64).eps
 
 
 def test_tensorly_is_imported_only_inside_functions():
@@ -342,7 +347,11 @@ def test_leading_left_vectors_each_path_spans_the_top_subspace(shape):
     A = lrkit.matrix_with_spectrum(m, n, S, seed=0)
     U = leading_left_vectors(A, 5, seed=0)
     U_ref = torch.linalg.svd(A, full_matrices=False)[0][:, :5]
-    torch.testing.assert_close(U @ U.T, U_ref @ U_ref.T, rtol=0, atol=1e-8)
+    # The Gram path squares the spectrum: its subspace errs by ~eps s_1^2 / (s_5^2 - s_6^2)
+    # = 8e-14 (Davis-Kahan), the worst of the three paths (measured 5e-15, rsvd 3e-16).
+    gap = float(S[4] ** 2 - S[5] ** 2)
+    tol = 100 * torch.finfo(torch.float64).eps / gap
+    torch.testing.assert_close(U @ U.T, U_ref @ U_ref.T, rtol=0, atol=tol)
 
 
 def test_cp_rank_above_a_dimension_and_generator_seed():
