@@ -20,6 +20,7 @@ import torch
 
 import lrkit
 import lrkit.llm
+import lrkit.nn
 import lrkit.structured
 import lrkit.tensor
 from lrkit.core import _params as P
@@ -31,7 +32,7 @@ def public_callables() -> dict[str, object]:
     """Every public function and classmethod constructor, by ``__qualname__``; classes'
     constructors only where the table covers them (StreamingSketch)."""
     out = {}
-    for mod in (lrkit, lrkit.tensor, lrkit.structured, lrkit.llm):
+    for mod in (lrkit, lrkit.tensor, lrkit.structured, lrkit.llm, lrkit.nn):
         for name in mod.__all__:
             obj = getattr(mod, name)
             if inspect.isfunction(obj):

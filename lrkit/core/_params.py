@@ -338,6 +338,48 @@ PARAMS: dict[str, dict[str, Constraint]] = {
     "load_tiny": dict(device=DEVICE, dtype=DType(none=True)),
     "Llama.from_pretrained": dict(path=DATA, dtype=FLOAT_DTYPE, device=DEVICE),
     "LlamaConfig.from_hf_dict": dict(d=DATA),
+    # layers and whole models (lrkit.nn); the model, the method (a name or a callable) and
+    # the selection patterns are checked in the bodies, which know the model
+    "FactorizedLinear.from_linear": dict(linear=DATA, method=DATA, method_kwargs=DATA),
+    "FactorizedLinear.low_rank": dict(
+        in_features=Int(1),
+        out_features=Int(1),
+        rank=RANK,
+        bias=FLAG,
+        device=DEVICE,
+        dtype=DType(none=True),
+        seed=SEED,
+    ),
+    "FactorizedLinear.monarch": dict(
+        in_features=Int(1),
+        out_features=Int(1),
+        nblocks=Int(1),
+        bias=FLAG,
+        device=DEVICE,
+        dtype=DType(none=True),
+        seed=SEED,
+    ),
+    "FactorizedConv2d.from_conv": dict(
+        conv=DATA, method=Options(("tucker", "cp")), rank=TENSOR_RANK, method_kwargs=DATA
+    ),
+    "compress_model": dict(
+        model=DATA,
+        method=DATA,
+        rank=RANK_OR_NONE,
+        param_ratio=Real(0, 1, low_open=True, none=True),
+        conv_method=Options(("tucker", "cp")),
+        conv_kwargs=DATA,
+        target_modules=DATA,
+        exclude_modules=DATA,
+        filter_fn=DATA,
+        rank_pattern=DATA,
+        inplace=FLAG,
+        progress=FLAG,
+        method_kwargs=DATA,
+    ),
+    "decompress": dict(model=DATA, inplace=FLAG),
+    "save_compressed": dict(model=DATA, path=DATA, report=DATA),
+    "load_compressed": dict(model=DATA, path=DATA, inplace=FLAG),
 }
 
 

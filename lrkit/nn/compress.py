@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from ..core._checks import check_choice, check_positive_int, warn_adjusted
+from ..core._params import checked
 from .conv import FactorizedConv2d
 from .linear import METHODS, FactorizedLinear
 from .report import CompressionReport, ModuleReport, layer_size, model_nbits, model_params
@@ -130,6 +131,7 @@ def _saves(module, rank, conv_method) -> bool:
     return r_in * cin + r_out * r_in * kh * kw + r_out * out < out * cin * kh * kw
 
 
+@checked
 def compress_model(
     model: nn.Module,
     method: str | Callable = "svd",
@@ -269,6 +271,7 @@ def compress_model(
     return target, report
 
 
+@checked
 def decompress(model: nn.Module, *, inplace: bool = False) -> nn.Module:
     """Merge every factorized layer back into a dense Linear or Conv2d (the analogue of
     PEFT's ``merge_and_unload``). A copy unless ``inplace=True``."""

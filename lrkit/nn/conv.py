@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..core._checks import check_choice, check_positive_int
+from ..core._params import checked
 from ..core.factorization import dtype_bits
 from ..tensor import CPTensor, TuckerTensor, cp_als, hooi
 
@@ -112,6 +113,7 @@ class FactorizedConv2d(nn.Module):
         return conv
 
     @classmethod
+    @checked
     def from_conv(
         cls, conv: nn.Conv2d, method: str = "tucker", *, rank, **method_kwargs
     ) -> FactorizedConv2d:

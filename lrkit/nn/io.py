@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..core._params import checked
 from ..core._structure import from_structure, structure
 from .conv import FactorizedConv2d
 from .linear import FactorizedLinear
@@ -33,6 +34,7 @@ __all__ = ["save_compressed", "load_compressed"]
 FORMAT, VERSION = "lrkit-compressed-model", 1
 
 
+@checked
 def save_compressed(model: nn.Module, path, report: CompressionReport | None = None) -> None:
     """Write ``config.json``, ``model.safetensors`` and (if given) ``report.json`` to the
     directory ``path`` (created if needed)."""
@@ -64,6 +66,7 @@ def save_compressed(model: nn.Module, path, report: CompressionReport | None = N
         (path / "report.json").write_text(json.dumps(dataclasses.asdict(report), indent=1))
 
 
+@checked
 def load_compressed(model: nn.Module, path, *, inplace: bool = False) -> nn.Module:
     """The compressed model saved in ``path``, built on ``model`` (the dense architecture it
     was compressed from). A copy of ``model`` unless ``inplace=True``."""

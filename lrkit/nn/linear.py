@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..core._checks import check_positive_int
+from ..core._params import checked
 from ..core._random import make_generator
 from ..core.factorization import Factorization, dtype_bits
 from ..core.lowrank import LowRank
@@ -133,6 +134,7 @@ class FactorizedLinear(nn.Module):
 
     # -- from and to nn.Linear ---------------------------------------------------------------
     @classmethod
+    @checked
     def from_linear(
         cls, linear: nn.Linear, method: str | Callable[..., Factorization] = "svd", **method_kwargs
     ) -> FactorizedLinear:
@@ -182,6 +184,7 @@ class FactorizedLinear(nn.Module):
 
     # -- trained from scratch ----------------------------------------------------------------
     @classmethod
+    @checked
     def low_rank(
         cls, in_features: int, out_features: int, rank: int, *, bias: bool = True,
         device=None, dtype=None, seed=None,
@@ -208,6 +211,7 @@ class FactorizedLinear(nn.Module):
         return cls(LowRank(U, torch.ones(rank, **kw), Vh), b)
 
     @classmethod
+    @checked
     def monarch(
         cls, in_features: int, out_features: int, nblocks: int, *, bias: bool = True,
         device=None, dtype=None, seed=None,
