@@ -297,3 +297,13 @@ def test_sparse_cur_protocol():
     assert c.num_params == c.C.values().numel() + c.U.numel() + c.R.values().numel()
     X = torch.randn(20, 2, dtype=torch.float64)
     torch.testing.assert_close(c @ X, c.to_dense() @ X)
+
+
+@pytest.mark.parametrize("name", REAL_MATRIX)
+def test_linear_kernel_folds_the_bias_in(name):
+    _, fact = build(name, torch.device("cpu"))
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 3, 16, generator=g, dtype=torch.float64)
+    b = torch.randn(16, generator=g, dtype=torch.float64)
+    # the same products, with the bias added inside the last GEMM: rounding of one addition
+    torch.testing.assert_close(fact.linear(x, b), fact.linear(x) + b, rtol=1e-13, atol=1e-13)

@@ -273,23 +273,28 @@ class Factorization:
     def _rmatmul(self, X: torch.Tensor) -> torch.Tensor:
         raise TypeError(f"{type(self).__name__} does not support `X @ fact`")
 
-    def linear(self, x: torch.Tensor) -> torch.Tensor:
-        """``x @ W.T`` for the matrix W this object approximates (out x in), over any leading
-        batch dimensions of ``x`` (..., in) -> (..., out): what ``nn.Linear`` computes.
+    def linear(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """``x @ W.T (+ bias)`` for the matrix W this object approximates (out x in), over any
+        leading batch dimensions of ``x`` (..., in) -> (..., out): what ``nn.Linear`` computes.
 
         The kernel behind a layer's ``forward``, so nothing is checked, moved or synced: x
-        must already be a tensor on this object's device. The factors are used in x's dtype
-        (cast if they differ; a layer keeps them equal). Gradients flow to x and the factors.
+        must already be a tensor on this object's device. The factors (and bias) are used in
+        x's dtype (cast if they differ; a layer keeps them equal). Gradients flow to x, the
+        factors and the bias.
         """
         fact = self if self.dtype == x.dtype else self._map(lambda t: _cast(t, x.dtype))
+        if bias is not None and bias.dtype != x.dtype:
+            bias = bias.to(x.dtype)
         if x.ndim == 2:  # (B, in): the common case in a layer, no reshapes
-            return fact._rmatmul_t(x)
-        out = fact._rmatmul_t(x.reshape(-1, x.shape[-1]))  # (B, in) -> (B, out)
+            return fact._rmatmul_t(x, bias)
+        out = fact._rmatmul_t(x.reshape(-1, x.shape[-1]), bias)  # (B, in) -> (B, out)
         return out.reshape(*x.shape[:-1], out.shape[-1])
 
-    def _rmatmul_t(self, x: torch.Tensor) -> torch.Tensor:
-        """``x @ W.T`` for 2-D x (B, in); by default ``(W @ x.T).T``."""
-        return self._matmul(x.mT).mT
+    def _rmatmul_t(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """``x @ W.T (+ bias)`` for 2-D x (B, in); by default ``(W @ x.T).T``. A class whose
+        last step is a matmul overrides it to fold the bias in (``torch.addmm``)."""
+        out = self._matmul(x.mT).mT
+        return out if bias is None else out + bias
 
     def __array__(self, dtype=None, copy=None):
         # Lets numpy functions (np.asarray, plt.imshow) see the rebuilt array.

@@ -81,9 +81,10 @@ class LowRank(Factorization):
         # ((X U) S) Vh
         return ((X @ self.U) * self.S.unsqueeze(-2)) @ self.Vh  # (..., p, k) scaled by columns
 
-    def _rmatmul_t(self, x: torch.Tensor) -> torch.Tensor:
-        # x W^T = ((x Vh^T) S) U^T: (B, n) -> (B, k) -> (B, m), two thin GEMMs
-        return ((x @ self.Vh.mT) * self.S) @ self.U.mT
+    def _rmatmul_t(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        # x W^T = ((x Vh^T) S) U^T: (B, n) -> (B, k) -> (B, m), two thin GEMMs, bias folded in
+        h = (x @ self.Vh.mT) * self.S  # (B, k)
+        return h @ self.U.mT if bias is None else torch.addmm(bias, h, self.U.mT)
 
     def _describe(self) -> str:
         return f"rank={self.rank}"

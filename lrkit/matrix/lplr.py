@@ -63,9 +63,10 @@ class QuantizedLowRank(Factorization):
     def _rmatmul(self, X):
         return (X @ self.L.to_dense()) @ self.R.to_dense()
 
-    def _rmatmul_t(self, x):
-        # x (L R)^T = (x R^T) L^T: (B, n) -> (B, k) -> (B, m)
-        return (x @ self.R.to_dense().mT) @ self.L.to_dense().mT
+    def _rmatmul_t(self, x, bias=None):
+        # x (L R)^T = (x R^T) L^T: (B, n) -> (B, k) -> (B, m), the bias folded into the last
+        h, Lt = x @ self.R.to_dense().mT, self.L.to_dense().mT
+        return h @ Lt if bias is None else torch.addmm(bias, h, Lt)
 
     def _describe(self) -> str:
         return f"rank={self.rank}, bits=({self.L.bits}, {self.R.bits}), scales={self.L.scales!r}"

@@ -107,8 +107,7 @@ class FactorizedLinear(nn.Module):
         return cached[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.factorization.linear(x)  # (..., out)
-        return y if self.bias is None else y + self.bias.to(y.dtype)
+        return self.factorization.linear(x, self.bias)  # (..., out)
 
     # -- size ----------------------------------------------------------------------------
     @property
