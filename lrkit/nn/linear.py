@@ -19,7 +19,6 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ..core._checks import check_positive_int
 from ..core._params import checked
 from ..core._random import make_generator
 from ..core.factorization import Factorization, dtype_bits
@@ -195,9 +194,7 @@ class FactorizedLinear(nn.Module):
         nn.Linear's uniform(-1/sqrt(in), 1/sqrt(in)) weights. The bias is drawn like
         nn.Linear's. ``seed``: int, torch.Generator or None.
         """
-        in_features = check_positive_int(in_features, "in_features")
-        out_features = check_positive_int(out_features, "out_features")
-        rank = check_positive_int(rank, "rank")
+        # types and lower bounds: the parameter table (@checked); the bound from the sizes here
         if rank > min(in_features, out_features):
             raise ValueError(
                 f"rank (={rank}) must be <= min(in_features, out_features) = "
@@ -221,9 +218,7 @@ class FactorizedLinear(nn.Module):
         terms in R and ``nblocks`` terms in L; R ~ N(0, nblocks/in) and L ~ N(0, 1/(3
         nblocks)) give outputs the variance of nn.Linear's default init (1/3 of the input's).
         """
-        in_features = check_positive_int(in_features, "in_features")
-        out_features = check_positive_int(out_features, "out_features")
-        b = check_positive_int(nblocks, "nblocks")
+        b = nblocks  # an int >= 1 (the parameter table); that it divides both sizes: here
         if in_features % b or out_features % b:
             raise ValueError(
                 f"nblocks (={b}) must divide in_features (={in_features}) and "
