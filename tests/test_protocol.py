@@ -307,3 +307,23 @@ def test_linear_kernel_folds_the_bias_in(name):
     b = torch.randn(16, generator=g, dtype=torch.float64)
     # the same products, with the bias added inside the last GEMM: rounding of one addition
     torch.testing.assert_close(fact.linear(x, b), fact.linear(x) + b, rtol=1e-13, atol=1e-13)
+
+
+def test_batched_results_take_one_dimensional_operands_like_the_dense_stack():
+    # The hostile tester's case: a vector times a stack of low-rank matrices.
+    A = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 20, 16)))
+    f = lrkit.truncated_svd(A, 3)
+    D = f.to_dense()  # (2, 20, 16)
+    v, w = torch.ones(20, dtype=torch.float64), torch.ones(16, dtype=torch.float64)
+    assert (v @ f).shape == (v @ D).shape == (2, 16)
+    assert (f @ w).shape == (D @ w).shape == (2, 20)
+    # float64 rounding of sums of 20 and 16 terms of size ~1
+    torch.testing.assert_close(v @ f, v @ D, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(f @ np.ones(16), D @ w, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.complex64])
+def test_hadamard_honours_its_dtype_and_refuses_half(dtype):
+    assert Butterfly.hadamard(8, dtype=dtype).dtype == dtype
+    with pytest.raises(ValueError, match=r"dtype \(=torch.float16\) must be one of"):
+        Butterfly.hadamard(8, dtype=torch.float16)
