@@ -17,10 +17,9 @@ from .butterfly import (
     bit_reversal_permutation,
     butterfly_dense,
     butterfly_factors,
-    butterfly_fit,
     butterfly_matmul,
-    butterfly_project,
 )
+from .butterfly_fit import butterfly_fit, butterfly_project
 from .kronecker import KroneckerSum, kron_approx, kron_dense, kron_matmul, kron_rearrange
 from .monarch import Monarch, monarch_dense, monarch_matmul, monarch_project, monarch_rmatmul
 
