@@ -6,10 +6,14 @@
   ``to_conv``);
 - :func:`compress_model` / :func:`decompress`: every selected layer of any torch model,
   with a per-module :class:`CompressionReport`;
+- :func:`calibrate`: per-layer input statistics (X^T X, mean |x|, Fisher) with hooks, and
+  the data-aware truncations :func:`asvd`, :func:`whiten` (SVD-LLM), :func:`fwsvd`;
 - :func:`save_compressed` / :func:`load_compressed`: config + safetensors + report, loaded
   without recomputing any factorization.
 """
 
+from .aware import asvd, fwsvd, whiten
+from .calibrate import LayerStats, calibrate, next_token_loss
 from .compress import compress_model, decompress
 from .conv import FactorizedConv2d
 from .io import load_compressed, save_compressed
@@ -18,6 +22,12 @@ from .report import CompressionReport, ModuleReport
 
 __all__ = [
     "METHODS",
+    "LayerStats",
+    "asvd",
+    "calibrate",
+    "fwsvd",
+    "next_token_loss",
+    "whiten",
     "CompressionReport",
     "FactorizedConv2d",
     "FactorizedLinear",
