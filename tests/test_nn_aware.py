@@ -152,3 +152,36 @@ def test_whitening_beats_svd_on_every_layer_of_a_llama():
             s = (W - lrkit.truncated_svd(W, rank).to_dense()) @ L
             assert float(w.norm()) <= float(s.norm()) * (1 + 1e4 * EPS), (name, rank)
     assert math.isfinite(float(next(iter(stats.values())).abs_mean.sum()))
+
+
+def test_compress_model_with_data_aware_methods():
+    from lrkit.nn import FactorizedLinear, compress_model
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=40, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32,
+                      bos_token_id=0, eos_token_id=1)  # fmt: skip
+    model = Llama(cfg).double().eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ids = torch.randint(0, 40, (8, 32), generator=torch.Generator().manual_seed(0))
+    stats = calibrate(model, ids, progress=False)
+    small = {}
+    for method in ("svd", "asvd", "whiten", "fwsvd"):
+        kw = dict(calibration=ids) if method != "svd" else {}
+        small[method], report = compress_model(model, method, rank=6, progress=False, **kw)
+        assert [m.method for m in report.modules] == [method] * 14
+        assert sum(isinstance(m, FactorizedLinear) for m in small[method].modules()) == 14
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    # whitening's per-layer output error on the calibration data is the smallest
+    for name, st in stats.items():
+        W = model.get_submodule(name).weight.detach()
+        L = torch.linalg.cholesky(st.xtx)
+        errs = {
+            m: float(
+                ((W - small[m].get_submodule(name).factorization.to_dense().detach()) @ L).norm()
+            )
+            for m in small
+        }
+        assert errs["whiten"] <= min(errs.values()) * (1 + 1e4 * EPS), (name, errs)
+    with pytest.raises(ValueError, match="method 'whiten' needs calibration="):
+        compress_model(model, "whiten", rank=6, progress=False)

@@ -79,7 +79,7 @@ def calibrate(
     of ``"xtx"``, ``"abs_mean"``, ``"fisher"``; Fisher needs gradients of ``loss_fn(model,
     batch)`` (default :func:`next_token_loss`).
     """
-    from .compress import _select  # the same selection rules as compress_model
+    from .compress import _select  # the same selection rules (imported here: no cycle)
 
     stats = tuple(stats)
     for s in stats:

@@ -29,6 +29,8 @@ from torch import nn
 
 from ..core._checks import check_choice, check_positive_int, warn_adjusted
 from ..core._params import checked
+from .aware import asvd, fwsvd, whiten
+from .calibrate import calibrate
 from .conv import FactorizedConv2d
 from .linear import METHODS, FactorizedLinear
 from .report import CompressionReport, ModuleReport, layer_size, model_nbits, model_params
@@ -38,6 +40,9 @@ __all__ = ["compress_model", "decompress", "CompressionReport", "ModuleReport"]
 SUPPORTED = (nn.Linear, nn.Conv2d)
 OUTPUT_NAMES = ("lm_head", "embed_tokens", "embed_out")  # left dense unless targeted by name
 RANKED = ("svd", "rsvd", "lplr", "cur")  # linear methods whose size is a rank
+AWARE = ("asvd", "whiten", "fwsvd")  # ranked too, and fed each layer's calibration statistics
+AWARE_FNS = {"asvd": asvd, "whiten": whiten, "fwsvd": fwsvd}
+_NEEDS = {"asvd": ("abs_mean",), "whiten": ("xtx",), "fwsvd": ("fisher",)}
 
 
 # -- selection ------------------------------------------------------------------------------
@@ -144,6 +149,8 @@ def compress_model(
     exclude_modules=None,
     filter_fn: Callable[[nn.Module, str], bool] | None = None,
     rank_pattern: dict | None = None,
+    calibration=None,
+    loss_fn: Callable | None = None,
     inplace: bool = False,
     progress: bool = True,
     **method_kwargs,
@@ -169,6 +176,11 @@ def compress_model(
         their size from ``method_kwargs``.
     target_modules, exclude_modules, filter_fn, rank_pattern : selection, see the module
         docstring.
+    calibration, loss_fn : for the data-aware methods ``"asvd"``, ``"whiten"`` and
+        ``"fwsvd"`` (:mod:`lrkit.nn.aware`): the model's inputs (a tensor, split into
+        batches of 8, or an iterable of batches) run through :func:`lrkit.nn.calibrate`
+        first; ``fwsvd`` needs gradients of ``loss_fn(model, batch)`` (default: the
+        next-token loss of a causal language model).
     inplace : compress ``model`` itself instead of a deep copy.
     progress : show a progress bar (tqdm) over the layers.
     method_kwargs : passed to the Linear method (``seed=``, ``bits_left=``, ...).
@@ -180,7 +192,7 @@ def compress_model(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
     if isinstance(method, str):
-        check_choice(method, "method", tuple(METHODS))
+        check_choice(method, "method", (*METHODS, *AWARE))
     elif not callable(method):
         raise TypeError(f"method must be a name or a callable; got {method!r}")
     check_choice(conv_method, "conv_method", ("tucker", "cp"))
@@ -194,7 +206,10 @@ def compress_model(
         )
     if not isinstance(inplace, bool):
         raise TypeError(f"inplace must be a bool; got {inplace!r}")
-    ranked = not callable(method) and method in RANKED
+    aware = not callable(method) and method in AWARE
+    ranked = not callable(method) and (method in RANKED or aware)
+    if aware and calibration is None:
+        raise ValueError(f"method {method!r} needs calibration= (the model's inputs)")
     if rank is not None and param_ratio is not None:
         raise ValueError("give rank or param_ratio, not both")
     if param_ratio is not None:
@@ -209,6 +224,12 @@ def compress_model(
     needs_size = ranked or any(isinstance(m, nn.Conv2d) for _, m in chosen)
     if needs_size and rank is None and param_ratio is None and not rank_pattern:
         raise ValueError(f"method {method!r} needs rank= or param_ratio= (or rank_pattern=)")
+
+    stats = {}
+    if aware:  # the statistics of every selected Linear, on the model as given
+        linears = [n for n, m in chosen if isinstance(m, nn.Linear)]
+        stats = calibrate(model, calibration, target_modules=linears, stats=_NEEDS[method],
+                          loss_fn=loss_fn, progress=progress)  # fmt: skip
 
     # Plan and build every new layer before replacing anything.
     report = CompressionReport(params_before=model_params(model), nbits_before=model_nbits(model))
@@ -249,6 +270,13 @@ def compress_model(
             continue
         if is_conv:
             new = FactorizedConv2d.from_conv(module, conv_method, rank=r, **(conv_kwargs or {}))
+        elif aware:
+            st, W = stats[name], module.weight.detach()
+            data = {"asvd": dict(abs_mean=st.abs_mean), "whiten": dict(xtx=st.xtx, name=name),
+                    "fwsvd": dict(fisher=st.fisher)}[method]  # fmt: skip
+            fact = AWARE_FNS[method](W, r, **data, **method_kwargs)
+            bias = None if module.bias is None else module.bias.detach()
+            new = FactorizedLinear(fact, bias)
         else:
             kw = dict(method_kwargs, rank=r) if ranked else method_kwargs
             new = FactorizedLinear.from_linear(module, method, **kw)
