@@ -7,7 +7,6 @@ import pytest
 import torch
 from torch import nn
 
-import lrkit
 from lrkit.llm import Llama, LlamaConfig
 from lrkit.nn import (
     FactorizedConv2d,
@@ -129,25 +128,31 @@ def test_llama_low_rank_logits_match_the_dense_model_of_the_factors():
     torch.testing.assert_close(small(ids), merged(ids), rtol=1e-5, atol=1e-5)  # float32 sums
 
 
-def test_full_rank_svd_keeps_the_logits_of_a_hugging_face_llama():
+def test_hugging_face_and_lrkit_llamas_compress_to_the_same_model(tmp_path):
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
     cfg = transformers.LlamaConfig(
         vocab_size=40, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=16,
+        bos_token_id=0, eos_token_id=1,
     )  # fmt: skip
     hf = transformers.LlamaForCausalLM(cfg).eval().double()
-
-    def full_rank(W):  # a callable method: no rank to size, every layer is replaced
-        return lrkit.truncated_svd(W, min(W.shape))
-
-    small, report = compress_model(hf, full_rank, target_modules=r".*_proj", progress=False)
-    assert len(report.modules) == 2 * 7
-    assert sum(isinstance(m, FactorizedLinear) for m in small.modules()) == 2 * 7
+    hf.save_pretrained(tmp_path)
+    ours = Llama.from_pretrained(tmp_path, dtype=torch.float64)
+    small_hf, rep_hf = compress_model(hf, "svd", rank=8, progress=False)
+    small, rep = compress_model(ours, "svd", rank=8, progress=False)
+    names = [m.name for m in rep.modules]
+    assert names == [m.name for m in rep_hf.modules] and len(names) == 2 * 7  # same layers
     ids = torch.arange(12).reshape(1, 12)
     with torch.no_grad():
-        # a full-rank SVD rebuilds each weight to float64 rounding (eps times its size)
-        torch.testing.assert_close(small(ids).logits, hf(ids).logits, rtol=1e-10, atol=1e-10)
+        logits_hf = small_hf(ids).logits
+        # the same weights, the same truncations: equal to float64 rounding of the two
+        # implementations' sums (their dense logits agree to about 1e-12 too)
+        torch.testing.assert_close(small(ids), logits_hf, rtol=1e-9, atol=1e-9)
+        # and the factorized HF model computes what its merged dense weights compute
+        torch.testing.assert_close(
+            decompress(small_hf)(ids).logits, logits_hf, rtol=1e-9, atol=1e-9
+        )
 
 
 def test_cnn_tucker_and_cp():
@@ -284,3 +289,37 @@ def test_param_ratio_sizes_convs_by_their_own_formula_and_reports_what_was_built
     assert r.modules[0].rank == "nblocks=4"
     _, r = compress_model(model, rank_pattern={"2": (4, 6)}, target_modules=["2"], progress=False)
     assert r.modules[0].rank == (4, 6)
+
+
+def test_each_method_is_sized_its_own_way_and_kept_only_if_it_saves_bits():
+    model = tiny_llama()
+    q = ["model.layers.0.self_attn.q_proj"]  # 32 x 32
+    _, r = compress_model(model, "kron", rank=2, left_shape=(4, 8), target_modules=q,
+                          progress=False)  # fmt: skip
+    assert r.modules[0].rank == 2  # rank reaches methods that take one
+    with pytest.raises(ValueError, match="param_ratio sizes the low-rank methods"):
+        compress_model(model, "cur", param_ratio=0.25, target_modules=q, progress=False)
+    with pytest.raises(ValueError, match="'monarch' is not sized by rank"):
+        compress_model(model, "monarch", rank=2, target_modules=q, progress=False)
+    # LPLR at rank 16 stores more numbers than a rank-16 SVD would save, but far fewer bits
+    _, r = compress_model(model, "lplr", rank=16, bits_left=4, bits_right=8, seed=0,
+                          target_modules=q, progress=False)  # fmt: skip
+    assert r.modules[0].method == "lplr" and r.modules[0].nbits_after < r.modules[0].nbits_before
+    # CUR with 2 x 15 columns and rows of a 32 x 32 weight stores more than the weight
+    with pytest.warns(UserWarning, match="stays dense: cur would store"):
+        _, r = compress_model(model, "cur", rank=15, seed=0, target_modules=q, progress=False)
+    assert r.modules[0].method == "dense"
+
+
+def test_rank_pattern_suffixes_unused_keys_and_layers_already_factorized():
+    model = tiny_llama()
+    _, r = compress_model(model, "svd", rank=4, rank_pattern={"q_proj": 2},
+                          target_modules=[r"q_proj", "k_proj"], progress=False)  # fmt: skip
+    assert [m.rank for m in r.modules] == [2, 4, 2, 4]  # suffix keys, as target_modules
+    with pytest.warns(UserWarning, match="rank_pattern key 'nope' matches no selected module"):
+        compress_model(model, "svd", rank=4, rank_pattern={"nope": 3}, progress=False)
+    with pytest.raises(ValueError, match="module 'model.layers.0.self_attn.k_proj' has no size"):
+        compress_model(model, "svd", rank_pattern={"q_proj": 2}, progress=False)
+    small, _ = compress_model(cnn(), "svd", rank=4, conv_method="cp", progress=False)
+    with pytest.raises(ValueError, match="no module matched"):  # never inside a factorized layer
+        compress_model(small, "svd", rank=2, target_modules=r".*layers.*", progress=False)

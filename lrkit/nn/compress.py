@@ -20,6 +20,7 @@ so an error leaves the model as it was, also with ``inplace=True``. With ``inpla
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import re
 from collections.abc import Callable
@@ -40,6 +41,7 @@ __all__ = ["compress_model", "decompress", "CompressionReport", "ModuleReport"]
 SUPPORTED = (nn.Linear, nn.Conv2d)
 OUTPUT_NAMES = ("lm_head", "embed_tokens", "embed_out")  # left dense unless targeted by name
 RANKED = ("svd", "rsvd", "lplr", "cur")  # linear methods whose size is a rank
+LOWRANK = ("svd", "rsvd", "asvd", "whiten", "fwsvd")  # store rank (m + n + 1) values
 AWARE = ("asvd", "whiten", "fwsvd")  # ranked too, and fed each layer's calibration statistics
 AWARE_FNS = {"asvd": asvd, "whiten": whiten, "fwsvd": fwsvd}
 _NEEDS = {"asvd": ("abs_mean",), "whiten": ("xtx",), "fwsvd": ("fisher",)}
@@ -61,7 +63,14 @@ def _check_pattern(value, what: str):
 
 
 def _select(model, target_modules, exclude_modules, filter_fn) -> list[tuple[str, nn.Module]]:
-    named = [(n, m) for n, m in model.named_modules() if n]
+    inside = {  # the parts of layers lrkit already factorized: never selected again
+        f"{n}.{sub}"
+        for n, m in model.named_modules()
+        if isinstance(m, FactorizedLinear | FactorizedConv2d)
+        for sub, _ in m.named_modules()
+        if sub
+    }
+    named = [(n, m) for n, m in model.named_modules() if n and n not in inside]
     linears = [n for n, m in named if isinstance(m, nn.Linear)]
     output = linears[-1] if linears else None  # the last Linear: the output layer
     chosen = []
@@ -101,9 +110,15 @@ def _select(model, target_modules, exclude_modules, filter_fn) -> list[tuple[str
 
 
 # -- sizes of each layer ----------------------------------------------------------------------
+def _pattern_matches(name: str, pattern: str) -> bool:
+    """A rank_pattern key matches like a target_modules entry (the name or a suffix of it)
+    or as a regex fully matching the name."""
+    return _matches(name, [pattern]) or re.fullmatch(pattern, name) is not None
+
+
 def _rank_for(name, module, rank, param_ratio, rank_pattern, conv_method):
     for pattern, r in (rank_pattern or {}).items():
-        if name == pattern or re.fullmatch(pattern, name):
+        if _pattern_matches(name, pattern):
             what = f"rank_pattern[{pattern!r}]"
             if isinstance(r, tuple) and isinstance(module, nn.Conv2d) and conv_method == "tucker":
                 if len(r) != 2:
@@ -112,6 +127,11 @@ def _rank_for(name, module, rank, param_ratio, rank_pattern, conv_method):
             return check_positive_int(r, what)
     if rank is not None:
         return rank
+    if param_ratio is None:
+        raise ValueError(
+            f"module {name!r} has no size: no rank_pattern key matches it; give rank= or "
+            f"param_ratio= for the modules rank_pattern leaves out"
+        )
     if isinstance(module, nn.Linear):  # k (m + n + 1) values per rank-k layer
         m, n = module.weight.shape
         return max(1, math.floor(param_ratio * m * n / (m + n + 1)))
@@ -217,8 +237,22 @@ def compress_model(
             raise TypeError(f"param_ratio must be a real number; got {param_ratio!r}")
         if not 0 < param_ratio <= 1:
             raise ValueError(f"param_ratio (={param_ratio}) must be in (0, 1]")
+        if not callable(method) and method not in LOWRANK:
+            raise ValueError(
+                f"param_ratio sizes the low-rank methods {', '.join(map(repr, LOWRANK))} (and "
+                f"convs); give {method!r} its size with rank= or its own arguments"
+            )
     if rank is not None:
         rank = check_positive_int(rank, "rank")
+    fn = method if callable(method) else METHODS.get(method)
+    takes_rank = ranked or "rank" in inspect.signature(fn).parameters
+    if not ranked and (rank is not None or param_ratio is not None or rank_pattern):
+        if not takes_rank or param_ratio is not None:
+            raise ValueError(
+                f"method {getattr(method, '__name__', method)!r} is not sized by rank or "
+                f"param_ratio here; pass its own size (e.g. nblocks= for 'monarch') or "
+                f"rank= if it takes one"
+            )
 
     chosen = _select(model, target_modules, exclude_modules, filter_fn)
     needs_size = ranked or any(isinstance(m, nn.Conv2d) for _, m in chosen)
@@ -241,7 +275,7 @@ def compress_model(
         items = tqdm(chosen, desc="compressing", unit="layer")
     for name, module in items:
         is_conv = isinstance(module, nn.Conv2d)
-        sized = is_conv or ranked
+        sized = is_conv or ranked or (takes_rank and (rank is not None or bool(rank_pattern)))
         r = _rank_for(name, module, rank, param_ratio, rank_pattern, conv_method) if sized else None
         before = layer_size(module)
         kind = type(module).__name__
@@ -258,7 +292,7 @@ def compress_model(
                 f"rank (={r}) for module {name!r} must be <= {min(module.weight.shape)}, the "
                 f"smaller side of its weight of shape {tuple(module.weight.shape)}"
             )
-        if sized and not _saves(module, r, conv_method):
+        if sized and (is_conv or method in LOWRANK) and not _saves(module, r, conv_method):
             warn_adjusted(
                 f"module {name!r} stays dense: rank {r} would not save parameters for a "
                 f"weight of shape {tuple(module.weight.shape)}"
@@ -278,9 +312,19 @@ def compress_model(
             bias = None if module.bias is None else module.bias.detach()
             new = FactorizedLinear(fact, bias)
         else:
-            kw = dict(method_kwargs, rank=r) if ranked else method_kwargs
+            kw = dict(method_kwargs, rank=r) if r is not None else method_kwargs
             new = FactorizedLinear.from_linear(module, method, **kw)
         after = layer_size(new)
+        if after[1] >= before[1]:  # any method: a layer that stores no fewer bits stays dense
+            warn_adjusted(
+                f"module {name!r} stays dense: {label} would store {after[1]:,} bits, the "
+                f"dense layer {before[1]:,}"
+            )
+            report.modules.append(
+                ModuleReport(name, kind, "dense", r, before[0], before[0], before[1], before[1],
+                             note=f"{label} would not save bits")
+            )  # fmt: skip
+            continue
         if r is None:  # a method sized by its own arguments: say what it built
             fact = new.factorization
             r = getattr(fact, "rank", None) or getattr(fact, "nblocks", None)
@@ -289,6 +333,10 @@ def compress_model(
             ModuleReport(name, kind, label, r, before[0], after[0], before[1], after[1])
         )
         plan.append((name, new))
+
+    for pattern in rank_pattern or {}:
+        if not any(_pattern_matches(name, pattern) for name, _ in chosen):
+            warn_adjusted(f"rank_pattern key {pattern!r} matches no selected module")
 
     target = model if inplace else copy.deepcopy(model)
     for name, new in plan:
