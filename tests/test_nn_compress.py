@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+import lrkit
 from lrkit.llm import Llama, LlamaConfig
 from lrkit.nn import (
     FactorizedConv2d,
@@ -323,3 +324,33 @@ def test_rank_pattern_suffixes_unused_keys_and_layers_already_factorized():
     small, _ = compress_model(cnn(), "svd", rank=4, conv_method="cp", progress=False)
     with pytest.raises(ValueError, match="no module matched"):  # never inside a factorized layer
         compress_model(small, "svd", rank=2, target_modules=r".*layers.*", progress=False)
+
+
+def test_a_model_cast_after_compression_loads_back_in_its_dtype(tmp_path):
+    small, _ = compress_model(cnn(), "svd", rank=4, conv_kwargs=dict(seed=0),
+                              target_modules=["2", "4"], progress=False)  # fmt: skip
+    small = small.double()
+    save_compressed(small, tmp_path)
+    # factorized layers come back in their saved dtype; the dense rest in the given model's
+    loaded = load_compressed(cnn(seed=1), tmp_path)
+    assert loaded[4].U.dtype == torch.float64 and loaded[2].layers[0].weight.dtype == torch.float64
+    loaded = load_compressed(cnn(seed=1).double(), tmp_path)
+    assert {t.dtype for t in loaded.state_dict().values()} == {torch.float64}
+    assert same_state(state(loaded), state(small))
+
+
+def test_review_findings_on_layers():
+    # a diverged conv can still be printed (its factorization is built without checks)
+    c = FactorizedConv2d.from_conv(nn.Conv2d(4, 6, 3), "tucker", rank=2)
+    with torch.no_grad():
+        c.layers[1].weight[0, 0, 0, 0] = float("nan")
+    assert "rank=(2, 2)" in repr(c)
+    assert c.factorization.core.requires_grad  # and gradients reach its parameters
+    # the bias takes the factorization's dtype
+    fact = lrkit.truncated_svd(torch.randn(8, 5, dtype=torch.float64), 2)
+    assert FactorizedLinear(fact, torch.randn(8)).bias.dtype == torch.float64
+    # an argument the method does not take is named with the method
+    with pytest.raises(TypeError, match="method 'truncated_svd': got an unexpected keyword"):
+        FactorizedLinear.from_linear(nn.Linear(5, 8), "svd", rank=2, seed=0)
+    # shapes only, on the meta device
+    assert FactorizedLinear.low_rank(16, 8, 4, device="meta").U.is_meta

@@ -175,3 +175,17 @@ def test_bad_input_is_refused_clearly():
         FactorizedLinear.monarch(8, 8, 3)
     with pytest.raises(TypeError, match="2-D lrkit factorization"):
         FactorizedLinear(torch.ones(3, 3))
+
+
+def test_ranges_stored_narrower_than_their_dtype_stay_fixed():
+    lin = linear("cpu")
+    kw = dict(rank=6, bits_left=4, bits_right=8, seed=0, scale_dtype=torch.float16)
+    layer = FactorizedLinear.from_linear(lin, "lplr", **kw)
+    # float16 ranges kept in float32 are buffers: training cannot move them off float16
+    assert {n for n, _ in layer.named_parameters()} == {"bias"}
+    nbits = layer.nbits
+    opt = torch.optim.SGD(layer.parameters(), lr=0.1)
+    layer(torch.randn(4, 32)).square().sum().backward()
+    opt.step()
+    assert layer.nbits == nbits
+    assert torch.equal(layer.L_ranges.half().float(), layer.L_ranges)

@@ -100,7 +100,12 @@ def as_tensor(
     # A NaN or Inf entry makes the sum non-finite, so a finite sum proves all entries are
     # finite at the cost of one fast reduction; only a non-finite sum (which finite entries
     # can also give, by overflow) needs the entry-by-entry check.
-    if t.numel() and not bool(torch.isfinite(t.sum())) and not bool(torch.isfinite(t).all()):
+    if (
+        t.numel()
+        and not t.is_meta
+        and not bool(torch.isfinite(t.sum()))
+        and not bool(torch.isfinite(t).all())
+    ):
         n_bad = int((~torch.isfinite(t)).sum())
         raise ValueError(
             f"{name} contains {n_bad} NaN or Inf value(s); lrkit refuses non-finite input"

@@ -69,7 +69,10 @@ class FactorizedConv2d(nn.Module):
 
     @property
     def rank(self):
-        return self.factorization.rank if self.method == "cp" else self.factorization.rank[:2]
+        """``(r_out, r_in)`` for Tucker-2, R for CP: read from the layers' shapes."""
+        if self.method == "tucker":
+            return (self.layers[2].in_channels, self.layers[0].out_channels)
+        return self.layers[0].out_channels
 
     @property
     def bias(self) -> torch.Tensor | None:
@@ -77,7 +80,9 @@ class FactorizedConv2d(nn.Module):
 
     @property
     def factorization(self) -> TuckerTensor | CPTensor:
-        """The weight (out, in, kh, kw) as a factorization of the current parameters."""
+        """The weight (out, in, kh, kw) as a factorization of the current parameters, built
+        without checks and without detaching (autograd flows to the parameters, and a net
+        whose weights diverged can still be inspected)."""
         if self.method == "tucker":
             first, core, last = self.layers
             U_in, U_out = first.weight[:, :, 0, 0].T, last.weight[:, :, 0, 0]  # (in, r), (out, r)
@@ -85,7 +90,7 @@ class FactorizedConv2d(nn.Module):
             eye = [
                 torch.eye(k, dtype=core.weight.dtype, device=core.weight.device) for k in (kh, kw)
             ]
-            return TuckerTensor(core.weight, [U_out, U_in, *eye])
+            return _unchecked(TuckerTensor, core=core.weight, factors=[U_out, U_in, *eye])
         first, vertical, horizontal, last = self.layers
         factors = [
             last.weight[:, :, 0, 0],  # (out, R): the weights are folded into a_out
@@ -93,7 +98,8 @@ class FactorizedConv2d(nn.Module):
             vertical.weight[:, 0, :, 0].T,  # (kh, R)
             horizontal.weight[:, 0, 0, :].T,  # (kw, R)
         ]
-        return CPTensor(None, factors)
+        ones = torch.ones(factors[0].shape[1], dtype=factors[0].dtype, device=factors[0].device)
+        return _unchecked(CPTensor, weights=ones, factors=factors)
 
     def extra_repr(self) -> str:
         return f"method={self.method!r}, rank={self.rank}, params={self.num_params}"
@@ -200,3 +206,10 @@ def _channel_rank(r, channels: int, side: str) -> int:
             f"rank ({side}put channels) (={r}) must be <= {side}_channels = {channels}"
         )
     return r
+
+
+def _unchecked(cls, **fields):
+    """A result holding ``fields`` as they are (no checks, no copies), with no fit history."""
+    new = object.__new__(cls)
+    new.__dict__.update(fields, history=torch.empty(0, dtype=torch.float64), converged=False)
+    return new

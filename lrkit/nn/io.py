@@ -9,8 +9,10 @@ A directory holds three files:
 - ``report.json``: the :class:`CompressionReport`, when one is given.
 
 ``load_compressed(model, path)`` takes a model of the *dense* architecture (freshly built;
-its weights are replaced), puts empty factorized layers where the config says, and fills
-every tensor from the safetensors file: bit-exact, no SVD or ALS run again.
+its weights are replaced), puts empty factorized layers where the config says, in the
+dtypes they were saved in, and fills every tensor from the safetensors file: bit-exact, no
+SVD or ALS run again. The dense rest keeps the given model's dtypes (build it in the dtype
+it was saved in, e.g. ``build().double()``).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def save_compressed(model: nn.Module, path, report: CompressionReport | None = N
         if isinstance(module, FactorizedLinear):
             modules[name] = {
                 "kind": "linear",
-                "factorization": structure(module._template),
+                "factorization": structure(module.factorization),  # current dtypes
                 "bias": module.bias is not None,
             }
         elif isinstance(module, FactorizedConv2d):
@@ -56,6 +58,7 @@ def save_compressed(model: nn.Module, path, report: CompressionReport | None = N
                 "kind": "conv2d",
                 "method": module.method,
                 "rank": list(rank) if isinstance(rank, tuple) else rank,
+                "dtype": str(module.layers[0].weight.dtype).removeprefix("torch."),
             }
     from .. import __version__
 
@@ -108,7 +111,8 @@ def load_compressed(model: nn.Module, path, *, inplace: bool = False) -> nn.Modu
         else:
             if not isinstance(dense, nn.Conv2d):
                 raise TypeError(f"module {name!r} is a {type(dense).__name__}, not a Conv2d")
-            new[name] = FactorizedConv2d._empty(spec["method"], spec["rank"], dense)
+            layer = FactorizedConv2d._empty(spec["method"], spec["rank"], dense)
+            new[name] = layer.to(dtype=getattr(torch, spec["dtype"]))
     for name, layer in new.items():
         parent_name, _, child = name.rpartition(".")
         parent = target.get_submodule(parent_name) if parent_name else target

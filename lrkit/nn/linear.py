@@ -7,12 +7,17 @@ per-type code: floating tensors become ``nn.Parameter``s (trained), integer tens
 the module's current tensors and calls its unchecked kernel, so ``.to(device)``,
 ``.half()``, ``state_dict`` and optimizers all see ordinary parameters.
 
-A quantized result (``QuantizedLowRank``) trains its only floating parts, the range numbers
-(scales); its codes stay fixed. Nothing here re-quantizes during training.
+One exception keeps the bit count honest: a floating tensor that the result counts at fewer
+bits than its dtype holds (the range numbers of a quantization stored as float16, kept in
+float32) holds values representable at that width; training would move it off them, so it
+becomes a buffer too. A quantized result (``QuantizedLowRank``) with ranges stored at full
+width (the default, float32) trains its ranges (scales); its codes stay fixed. Nothing here
+re-quantizes during training.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 
@@ -33,7 +38,7 @@ __all__ = ["FactorizedLinear", "METHODS"]
 
 # name -> a function of the weight (out, in) and keyword arguments returning a result
 METHODS: dict[str, Callable[..., Factorization]] = {
-    "svd": lambda W, rank: truncated_svd(W, rank),
+    "svd": truncated_svd,
     "rsvd": rsvd,
     "lplr": lplr,
     "cur": cur,
@@ -68,11 +73,13 @@ class FactorizedLinear(nn.Module):
             raise ValueError("a layer needs dense factors; this result holds sparse tensors")
         self.out_features, self.in_features = fact.shape
         self._slots: list[str] = []
+        narrow = {f for t, bits, f in fact._leaves() if bits < dtype_bits(t.dtype)}
 
         def register(path: str, t: torch.Tensor) -> torch.Tensor:
             slot = _slot(path)
             t = t.detach().clone()
-            if t.is_floating_point() or t.is_complex():
+            field = path if path in narrow else path.rpartition(".")[0]  # "factors.0" -> list
+            if (t.is_floating_point() or t.is_complex()) and field not in narrow:
                 self.register_parameter(slot, nn.Parameter(t))
             else:
                 self.register_buffer(slot, t)
@@ -86,7 +93,7 @@ class FactorizedLinear(nn.Module):
                 raise ValueError(
                     f"bias must have shape ({self.out_features},); got {tuple(bias.shape)}"
                 )
-            self.bias = nn.Parameter(bias.to(device=fact.device))
+            self.bias = nn.Parameter(bias.to(device=fact.device, dtype=fact.dtype))
         else:
             self.register_parameter("bias", None)
 
@@ -157,6 +164,10 @@ class FactorizedLinear(nn.Module):
             fn = method
         else:
             raise TypeError(f"method must be a name or a callable; got {method!r}")
+        try:  # name the method when it does not take an argument it was given
+            inspect.signature(fn).bind(None, **method_kwargs)
+        except TypeError as err:
+            raise TypeError(f"method {getattr(fn, '__name__', method)!r}: {err}") from None
         W = linear.weight.detach()
         fact = fn(W, **method_kwargs)
         if not isinstance(fact, Factorization) or tuple(fact.shape) != tuple(W.shape):
@@ -232,8 +243,11 @@ class FactorizedLinear(nn.Module):
         return cls(Monarch(L, R), bias_t)
 
 
-def _generator(seed, device) -> torch.Generator:
-    return make_generator(seed, torch.device(device or "cpu"))
+def _generator(seed, device) -> torch.Generator | None:
+    device = torch.device(device or "cpu")
+    if device.type == "meta":  # shapes only: no random numbers are drawn there
+        return None
+    return make_generator(seed, device)
 
 
 def _uniform_bias(out_features, in_features, gen, kw) -> torch.Tensor:
