@@ -49,7 +49,7 @@ def test_forward_and_gradients_equal_the_dense_layer_of_the_factorization(method
     assert y.shape == (3, 5, 32) and y.dtype == dtype
     ref = x.detach().double() @ W.T + layer.bias.detach().double()
     # rounding of a product of a few factors of size 32: ~sqrt(32) eps per stage (Higham &
-    # Mary's probabilistic bound), relative to ||x|| ||W||_2 + ||b||; 8 stages allowed
+    # Mary's probabilistic bound), relative to ||x|| ||W||_2 + ||b||; 4 stages allowed
     eps = torch.finfo(dtype).eps
     scale = float(
         torch.linalg.vector_norm(x.detach().double()) * torch.linalg.matrix_norm(W, ord=2)
@@ -57,7 +57,7 @@ def test_forward_and_gradients_equal_the_dense_layer_of_the_factorization(method
     )
     assert (
         float(torch.linalg.vector_norm(y.detach().double() - ref))
-        <= 8 * math.sqrt(32) * eps * scale
+        <= 4 * math.sqrt(32) * eps * scale
     )
     # gradients to x and to every parameter, against the dense path through to_dense()
     G = torch.randn_like(y)
@@ -68,7 +68,11 @@ def test_forward_and_gradients_equal_the_dense_layer_of_the_factorization(method
     gx2, *gp2 = torch.autograd.grad((y2 * G).sum(), [x2, *layer.parameters()], allow_unused=True)
     for a, b in zip([gx, *gp], [gx2, *gp2], strict=True):
         assert b is not None
-        assert rel(a, b) <= 8 * math.sqrt(32) * eps * 10  # the same products, reordered
+        # the same products summed in another order: a couple of stages of sqrt(L) eps each,
+        # L the number of terms behind one gradient entry (B out in / entries, at least 32;
+        # a tensor-wide quantization scale sums over all B out in of them)
+        L = max(32, 15 * 32 * 32 // a.numel())
+        assert rel(a, b) <= 2 * math.sqrt(L) * eps
 
 
 @pytest.mark.parametrize("method", FROM_LINEAR)

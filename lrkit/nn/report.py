@@ -43,25 +43,27 @@ class CompressionReport:
     def param_ratio(self) -> float:
         return self.params_after / self.params_before
 
-    @property
     def compression_ratio(self) -> float:
         return self.nbits_before / self.nbits_after
 
     def __repr__(self) -> str:
-        head = ("module", "type", "method", "rank", "params before", "params after")
+        head = ("module", "type", "method", "rank", "params before", "params after",
+                "bits before", "bits after")  # fmt: skip
         rows = [
-            (m.name, m.type, m.method, str(m.rank), f"{m.params_before:,}", f"{m.params_after:,}")
+            (m.name, m.type, m.method, str(m.rank), f"{m.params_before:,}", f"{m.params_after:,}",
+             f"{m.nbits_before:,}", f"{m.nbits_after:,}")
             for m in self.modules
-        ]
+        ]  # fmt: skip
         rows.append(
-            ("whole model", "", "", "", f"{self.params_before:,}", f"{self.params_after:,}")
-        )
+            ("whole model", "", "", "", f"{self.params_before:,}", f"{self.params_after:,}",
+             f"{self.nbits_before:,}", f"{self.nbits_after:,}")
+        )  # fmt: skip
         widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
         line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True))  # noqa: E731
         text = [line(head), line(tuple("-" * w for w in widths)), *map(line, rows)]
         text.append(
             f"parameters kept: {self.param_ratio:.3f}; compression (bits): "
-            f"{self.compression_ratio:.2f}x"
+            f"{self.compression_ratio():.2f}x"
         )
         return "\n".join(text)
 
