@@ -185,3 +185,35 @@ def test_compress_model_with_data_aware_methods():
         assert errs["whiten"] <= min(errs.values()) * (1 + 1e4 * EPS), (name, errs)
     with pytest.raises(ValueError, match="method 'whiten' needs calibration="):
         compress_model(model, "whiten", rank=6, progress=False)
+
+
+def test_allocations_meet_the_budget_and_follow_the_spectra():
+    from lrkit.nn import allocate_ranks, compress_model
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(24, 24), nn.Linear(24, 24), nn.Linear(24, 4)).double()
+    decay, flat = 0.05 ** torch.arange(24.0), torch.ones(24)
+    with torch.no_grad():  # layer "0" with a flat spectrum, layer "1" nearly rank 2
+        model[0].weight.copy_(lrkit.matrix_with_spectrum(24, 24, flat, seed=0))
+        model[1].weight.copy_(lrkit.matrix_with_spectrum(24, 24, decay, seed=1))
+    X = torch.randn(200, 24, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    stats = calibrate(model, X, target_modules=["0", "1"], progress=False)
+    names, cost, dense = ["0", "1"], 24 + 24 + 1, 2 * 24 * 24
+    for ratio in (0.2, 0.4):
+        for strategy in ("uniform", "whiten"):
+            ranks = allocate_ranks(model, names, param_ratio=ratio, strategy=strategy, stats=stats)
+            spent = sum(ranks.values()) * cost
+            # within the budget, and within one rank step per layer of it (a rank costs 49)
+            assert ratio * dense - len(names) * cost < spent <= ratio * dense, (strategy, ranks)
+        assert ranks["0"] > ranks["1"]  # whitened spectra: the flat layer needs the ranks
+    small, report = compress_model(
+        model, "whiten", param_ratio=0.4, calibration=X, allocation="whiten",
+        target_modules=names, progress=False,
+    )  # fmt: skip
+    assert {m.name: m.rank for m in report.modules} == allocate_ranks(
+        model, names, param_ratio=0.4, strategy="whiten", stats=stats
+    )
+    with pytest.raises(ValueError, match="below what rank 1 in every layer needs"):
+        allocate_ranks(model, names, param_ratio=0.01, strategy="whiten", stats=stats)
+    with pytest.raises(ValueError, match='allocation="whiten" needs calibration='):
+        compress_model(model, "svd", param_ratio=0.4, allocation="whiten", progress=False)

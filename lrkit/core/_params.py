@@ -375,6 +375,7 @@ PARAMS: dict[str, dict[str, Constraint]] = {
         rank_pattern=DATA,
         calibration=DATA,
         loss_fn=DATA,
+        allocation=Options(("uniform", "whiten"), types=(dict,), none=True),
         inplace=FLAG,
         progress=FLAG,
         method_kwargs=DATA,
@@ -395,6 +396,13 @@ PARAMS: dict[str, dict[str, Constraint]] = {
         progress=FLAG,
     ),
     "next_token_loss": dict(model=DATA, batch=DATA),
+    "allocate_ranks": dict(
+        model=DATA,
+        names=DATA,
+        param_ratio=Real(0, 1, low_open=True),
+        strategy=Options(("uniform", "whiten")),
+        stats=DATA,
+    ),
     "save_compressed": dict(model=DATA, path=DATA, report=DATA),
     "load_compressed": dict(model=DATA, path=DATA, inplace=FLAG),
 }

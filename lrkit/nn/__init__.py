@@ -12,6 +12,7 @@
   without recomputing any factorization.
 """
 
+from .allocate import allocate_ranks
 from .aware import asvd, fwsvd, whiten
 from .calibrate import LayerStats, calibrate, next_token_loss
 from .compress import compress_model, decompress
@@ -23,6 +24,7 @@ from .report import CompressionReport, ModuleReport
 __all__ = [
     "METHODS",
     "LayerStats",
+    "allocate_ranks",
     "asvd",
     "calibrate",
     "fwsvd",

@@ -30,6 +30,7 @@ from torch import nn
 
 from ..core._checks import check_choice, check_positive_int, warn_adjusted
 from ..core._params import checked
+from .allocate import allocate_ranks
 from .aware import asvd, fwsvd, whiten
 from .calibrate import calibrate
 from .conv import FactorizedConv2d
@@ -171,6 +172,7 @@ def compress_model(
     rank_pattern: dict | None = None,
     calibration=None,
     loss_fn: Callable | None = None,
+    allocation: str | dict | None = None,
     inplace: bool = False,
     progress: bool = True,
     **method_kwargs,
@@ -201,6 +203,10 @@ def compress_model(
         batches of 8, or an iterable of batches) run through :func:`lrkit.nn.calibrate`
         first; ``fwsvd`` needs gradients of ``loss_fn(model, batch)`` (default: the
         next-token loss of a causal language model).
+    allocation : how ``param_ratio`` is shared among the Linear layers: None or
+        ``"uniform"`` (each keeps that fraction), ``"whiten"`` (one global threshold on the
+        whitened spectra, :func:`lrkit.nn.allocate_ranks`; needs ``calibration``), or a
+        dict ``{name: rank}``.
     inplace : compress ``model`` itself instead of a deep copy.
     progress : show a progress bar (tqdm) over the layers.
     method_kwargs : passed to the Linear method (``seed=``, ``bits_left=``, ...).
@@ -260,10 +266,23 @@ def compress_model(
         raise ValueError(f"method {method!r} needs rank= or param_ratio= (or rank_pattern=)")
 
     stats = {}
-    if aware:  # the statistics of every selected Linear, on the model as given
-        linears = [n for n, m in chosen if isinstance(m, nn.Linear)]
-        stats = calibrate(model, calibration, target_modules=linears, stats=_NEEDS[method],
+    linears = [n for n, m in chosen if isinstance(m, nn.Linear)]
+    needs = set(_NEEDS[method]) if aware else set()
+    if allocation == "whiten":
+        if calibration is None or param_ratio is None:
+            raise ValueError('allocation="whiten" needs calibration= and param_ratio=')
+        needs.add("xtx")
+    if needs:  # the statistics of every selected Linear, on the model as given
+        stats = calibrate(model, calibration, target_modules=linears, stats=tuple(sorted(needs)),
                           loss_fn=loss_fn, progress=progress)  # fmt: skip
+    if isinstance(allocation, dict):
+        rank_pattern = {**(rank_pattern or {}), **allocation}
+    elif allocation is not None and linears:
+        if param_ratio is None:
+            raise ValueError(f"allocation={allocation!r} shares param_ratio=; give one")
+        ranks = allocate_ranks(model, linears, param_ratio=param_ratio, strategy=allocation,
+                               stats=stats)  # fmt: skip
+        rank_pattern = {**(rank_pattern or {}), **{re.escape(n): r for n, r in ranks.items()}}
 
     # Plan and build every new layer before replacing anything.
     report = CompressionReport(params_before=model_params(model), nbits_before=model_nbits(model))
