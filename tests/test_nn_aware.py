@@ -135,13 +135,18 @@ def test_calibrate_removes_its_hooks_on_error_and_names_the_layer():
         calibrate(model, X[2:], target_modules=["0"], progress=False)
 
 
-def test_whitening_beats_svd_on_every_layer_of_a_llama():
+def llama_and_ids():
+    """A small random Llama in float64 and 8 sequences of 32 token ids to calibrate it on."""
     torch.manual_seed(0)
     cfg = LlamaConfig(vocab_size=40, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32,
                       bos_token_id=0, eos_token_id=1)  # fmt: skip
-    model = Llama(cfg).double().eval()
     ids = torch.randint(0, 40, (8, 32), generator=torch.Generator().manual_seed(0))
+    return Llama(cfg).double().eval(), ids
+
+
+def test_whitening_beats_svd_on_every_layer_of_a_llama():
+    model, ids = llama_and_ids()
     stats = calibrate(model, ids, progress=False)
     assert len(stats) == 2 * 7  # every projection; lm_head is the output layer
     for name, st in stats.items():
@@ -157,13 +162,8 @@ def test_whitening_beats_svd_on_every_layer_of_a_llama():
 def test_compress_model_with_data_aware_methods():
     from lrkit.nn import FactorizedLinear, compress_model
 
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=40, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32,
-                      bos_token_id=0, eos_token_id=1)  # fmt: skip
-    model = Llama(cfg).double().eval()
+    model, ids = llama_and_ids()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    ids = torch.randint(0, 40, (8, 32), generator=torch.Generator().manual_seed(0))
     stats = calibrate(model, ids, progress=False)
     small = {}
     for method in ("svd", "asvd", "whiten", "fwsvd"):
