@@ -18,6 +18,8 @@ from lrkit.nn import (
     save_compressed,
 )
 
+from conftest import DEVICES
+
 
 def mlp(seed=0):
     torch.manual_seed(seed)
@@ -354,3 +356,18 @@ def test_review_findings_on_layers():
         FactorizedLinear.from_linear(nn.Linear(5, 8), "svd", rank=2, seed=0)
     # shapes only, on the meta device
     assert FactorizedLinear.low_rank(16, 8, 4, device="meta").U.is_meta
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_compress_run_save_and_load_on_each_device(device, tmp_path):
+    model = mlp().to(device)
+    x = torch.randn(3, 64, device=device)
+    lplr = dict(rank=4, bits_left=4, bits_right=8, seed=0)
+    for method, kw in (("svd", dict(rank=4)), ("lplr", lplr)):
+        small, _ = compress_model(model, method, progress=False, **kw)
+        assert all(t.device.type == torch.device(device).type for t in small.state_dict().values())
+        y = small(x)
+        assert y.device == x.device
+        save_compressed(small, tmp_path / method)
+        loaded = load_compressed(mlp(seed=1).to(device), tmp_path / method)
+        assert torch.equal(loaded(x), y)
