@@ -221,7 +221,6 @@ def compress_model(
         check_choice(method, "method", (*METHODS, *AWARE))
     elif not callable(method):
         raise TypeError(f"method must be a name or a callable; got {method!r}")
-    check_choice(conv_method, "conv_method", ("tucker", "cp"))
     target_modules = _check_pattern(target_modules, "target_modules")
     exclude_modules = _check_pattern(exclude_modules, "exclude_modules")
     if filter_fn is not None and not callable(filter_fn):
@@ -230,26 +229,19 @@ def compress_model(
         raise TypeError(
             f"rank_pattern must be a dict of name or regex to rank; got {rank_pattern!r}"
         )
-    if not isinstance(inplace, bool):
-        raise TypeError(f"inplace must be a bool; got {inplace!r}")
     aware = not callable(method) and method in AWARE
     ranked = not callable(method) and (method in RANKED or aware)
     if aware and calibration is None:
         raise ValueError(f"method {method!r} needs calibration= (the model's inputs)")
     if rank is not None and param_ratio is not None:
         raise ValueError("give rank or param_ratio, not both")
+    # types and bounds of rank, param_ratio, conv_method, inplace: the parameter table
     if param_ratio is not None:
-        if isinstance(param_ratio, bool) or not isinstance(param_ratio, int | float):
-            raise TypeError(f"param_ratio must be a real number; got {param_ratio!r}")
-        if not 0 < param_ratio <= 1:
-            raise ValueError(f"param_ratio (={param_ratio}) must be in (0, 1]")
         if not callable(method) and method not in LOWRANK:
             raise ValueError(
                 f"param_ratio sizes the low-rank methods {', '.join(map(repr, LOWRANK))} (and "
                 f"convs); give {method!r} its size with rank= or its own arguments"
             )
-    if rank is not None:
-        rank = check_positive_int(rank, "rank")
     fn = method if callable(method) else METHODS.get(method)
     takes_rank = ranked or "rank" in inspect.signature(fn).parameters
     if not ranked and (rank is not None or param_ratio is not None or rank_pattern):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..core._checks import check_choice, check_positive_int
+from ..core._checks import check_positive_int
 from ..core._params import checked
 from ..core.factorization import dtype_bits
 from ..tensor import CPTensor, TuckerTensor, cp_als, hooi
@@ -134,7 +134,6 @@ class FactorizedConv2d(nn.Module):
             raise TypeError(f"conv must be a torch.nn.Conv2d; got {type(conv).__name__}")
         if conv.groups != 1:
             raise ValueError(f"conv.groups (={conv.groups}) must be 1 to be factorized")
-        check_choice(method, "method", ("tucker", "cp"))
         if isinstance(conv.padding, str):
             raise ValueError(
                 f"conv.padding (={conv.padding!r}) must be numbers to be split by axis"
@@ -151,7 +150,7 @@ class FactorizedConv2d(nn.Module):
             rank = (r_out, r_in)
             weights = [U_in.T[:, :, None, None], core, U_out[:, :, None, None]]
         else:
-            rank = check_positive_int(rank, "rank")
+            # an int >= 1 (the parameter table); cp_als checks its upper bound
             cp = cp_als(W.float() if W.dtype not in (torch.float32, torch.float64) else W,
                         rank, **method_kwargs)  # fmt: skip
             lam, (A_out, A_in, A_h, A_w) = cp
