@@ -28,14 +28,14 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ..core._checks import check_choice, check_positive_int, warn_adjusted
-from ..core._params import checked
-from .allocate import allocate_ranks
-from .aware import asvd, fwsvd, whiten
-from .calibrate import calibrate
-from .conv import FactorizedConv2d
-from .linear import METHODS, FactorizedLinear
-from .report import CompressionReport, ModuleReport, layer_size, model_nbits, model_params
+from ...core._checks import check_choice, check_positive_int, warn_adjusted
+from ...core._params import checked
+from ..allocate import allocate_ranks
+from ..aware import asvd, fwsvd, whiten
+from ..calibrate import calibrate
+from ..conv import FactorizedConv2d
+from ..linear import METHODS, FactorizedLinear
+from ..report import CompressionReport, ModuleReport, layer_size, model_nbits, model_params
 
 __all__ = ["compress_model", "decompress", "CompressionReport", "ModuleReport"]
 
