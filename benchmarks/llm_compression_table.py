@@ -6,6 +6,7 @@ Setting: the first 128 kB of the held-out corpus, context 512, stride 256; calib
 windows of 512 tokens from the calibration part (batches of 4). Run:
 
     .venv/bin/python benchmarks/llm_compression_table.py [--ratios 0.6 0.4] [--allocation whiten]
+        [--sequential]
 
 About 25 s per evaluation on 2 cores.
 """
@@ -27,7 +28,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.8, 0.6, 0.5, 0.4])
     parser.add_argument("--methods", nargs="+", default=["svd", "asvd", "whiten", "fwsvd"])
-    parser.add_argument("--allocation", default=None, help="None, 'uniform' or 'whiten'")
+    parser.add_argument(
+        "--allocation", default=None, help="None, 'uniform', 'whiten', 'fisher', 'sensitivity'"
+    )
+    parser.add_argument("--sequential", action="store_true", help="block by block (asvd, whiten)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -41,6 +45,8 @@ def main() -> None:
     for ratio in args.ratios:
         for method in args.methods:
             data = dict(calibration=cal.split(4)) if method != "svd" or args.allocation else {}
+            if args.sequential:
+                data["sequential"] = True
             t = time.perf_counter()
             small, report = compress_model(
                 model, method, param_ratio=ratio, allocation=args.allocation, progress=False,

@@ -215,5 +215,5 @@ def test_allocations_meet_the_budget_and_follow_the_spectra():
     )
     with pytest.raises(ValueError, match="below what rank 1 in every layer needs"):
         allocate_ranks(model, names, param_ratio=0.01, strategy="whiten", stats=stats)
-    with pytest.raises(ValueError, match='allocation="whiten" needs calibration='):
+    with pytest.raises(ValueError, match="allocation='whiten' needs calibration="):
         compress_model(model, "svd", param_ratio=0.4, allocation="whiten", progress=False)

@@ -6,15 +6,18 @@
   ``to_conv``);
 - :func:`compress_model` / :func:`decompress`: every selected layer of any torch model,
   with a per-module :class:`CompressionReport`;
-- :func:`calibrate`: per-layer input statistics (X^T X, mean |x|, Fisher) with hooks, and
-  the data-aware truncations :func:`asvd`, :func:`whiten` (SVD-LLM), :func:`fwsvd`;
+- :func:`calibrate`: per-layer input statistics (X^T X, mean |x|, Fisher) with hooks
+  (:func:`calibrate_blocks`: one block at a time, as SVD-LLM and GPTQ do), and the
+  data-aware truncations :func:`asvd`, :func:`whiten` (SVD-LLM), :func:`fwsvd`;
+- :func:`allocate_ranks`: ranks per layer under one budget (uniform, whitened spectra,
+  Fisher, measured sensitivity), a :class:`RankAllocation`;
 - :func:`save_compressed` / :func:`load_compressed`: config + safetensors + report, loaded
   without recomputing any factorization.
 """
 
-from .allocate import allocate_ranks
+from .allocate import RankAllocation, allocate_ranks
 from .aware import asvd, fwsvd, whiten
-from .calibrate import LayerStats, calibrate, next_token_loss
+from .calibrate import LayerStats, calibrate, calibrate_blocks, next_token_loss
 from .compress import compress_model, decompress
 from .conv import FactorizedConv2d
 from .io import load_compressed, save_compressed
@@ -24,9 +27,11 @@ from .report import CompressionReport, ModuleReport
 __all__ = [
     "METHODS",
     "LayerStats",
+    "RankAllocation",
     "allocate_ranks",
     "asvd",
     "calibrate",
+    "calibrate_blocks",
     "fwsvd",
     "next_token_loss",
     "whiten",

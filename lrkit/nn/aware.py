@@ -141,3 +141,23 @@ def fwsvd(W, rank: int, *, fisher, side: str = "output") -> LowRank:
     d = _positive(F.sum(0).sqrt())  # (in,)
     U, S, Vh = truncated_svd(W.double() * d, rank)
     return LowRank(U, S, Vh / d).to(W.dtype)
+
+
+NEEDS = {"asvd": ("abs_mean",), "whiten": ("xtx",), "fwsvd": ("fisher",)}
+
+
+def truncate(method: str, W: torch.Tensor, rank: int, stats, name: str = "W", **kwargs) -> LowRank:
+    """The rank-``rank`` truncation of W by a data-aware ``method`` (``"asvd"``,
+    ``"whiten"``, ``"fwsvd"``, or ``"svd"`` which needs no data), fed the matching field of
+    ``stats`` (a :class:`lrkit.nn.LayerStats`); ``name`` labels warnings and errors;
+    ``kwargs`` go to the method (``alpha=`` for asvd, ``side=`` for fwsvd)."""
+    if method == "svd":
+        return LowRank(*truncated_svd(W, rank))
+    for need in NEEDS[method]:
+        if stats is None or getattr(stats, need) is None:
+            raise ValueError(f"module {name!r}: method {method!r} needs the statistic {need!r}")
+    if method == "asvd":
+        return asvd(W, rank, abs_mean=stats.abs_mean, **kwargs)
+    if method == "whiten":
+        return whiten(W, rank, xtx=stats.xtx, name=name, **kwargs)
+    return fwsvd(W, rank, fisher=stats.fisher, **kwargs)

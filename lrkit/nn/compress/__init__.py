@@ -20,6 +20,7 @@ so an error leaves the model as it was, also with ``inplace=True``. With ``inpla
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import math
 import re
@@ -30,9 +31,9 @@ from torch import nn
 
 from ...core._checks import check_choice, check_positive_int, warn_adjusted
 from ...core._params import checked
-from ..allocate import allocate_ranks
-from ..aware import asvd, fwsvd, whiten
-from ..calibrate import calibrate
+from ..allocate import RankAllocation, allocate_ranks
+from ..aware import NEEDS, truncate
+from ..calibrate import LayerStats, _batches, calibrate, calibrate_blocks
 from ..conv import FactorizedConv2d
 from ..linear import METHODS, FactorizedLinear
 from ..report import CompressionReport, ModuleReport, layer_size, model_nbits, model_params
@@ -44,8 +45,6 @@ OUTPUT_NAMES = ("lm_head", "embed_tokens", "embed_out")  # left dense unless tar
 RANKED = ("svd", "rsvd", "lplr", "cur")  # linear methods whose size is a rank
 LOWRANK = ("svd", "rsvd", "asvd", "whiten", "fwsvd")  # store rank (m + n + 1) values
 AWARE = ("asvd", "whiten", "fwsvd")  # ranked too, and fed each layer's calibration statistics
-AWARE_FNS = {"asvd": asvd, "whiten": whiten, "fwsvd": fwsvd}
-_NEEDS = {"asvd": ("abs_mean",), "whiten": ("xtx",), "fwsvd": ("fisher",)}
 
 
 # -- selection ------------------------------------------------------------------------------
@@ -173,6 +172,7 @@ def compress_model(
     calibration=None,
     loss_fn: Callable | None = None,
     allocation: str | dict | None = None,
+    sequential: bool | str = False,
     inplace: bool = False,
     progress: bool = True,
     **method_kwargs,
@@ -257,105 +257,177 @@ def compress_model(
     if needs_size and rank is None and param_ratio is None and not rank_pattern:
         raise ValueError(f"method {method!r} needs rank= or param_ratio= (or rank_pattern=)")
 
-    stats = {}
     linears = [n for n, m in chosen if isinstance(m, nn.Linear)]
-    needs = set(_NEEDS[method]) if aware else set()
-    if allocation == "whiten":
-        if calibration is None or param_ratio is None:
-            raise ValueError('allocation="whiten" needs calibration= and param_ratio=')
-        needs.add("xtx")
-    if needs:  # the statistics of every selected Linear, on the model as given
-        stats = calibrate(model, calibration, target_modules=linears, stats=tuple(sorted(needs)),
+    strategy = allocation if isinstance(allocation, str) and allocation != "uniform" else None
+    if allocation is not None and not isinstance(allocation, dict) and param_ratio is None:
+        raise ValueError(f"allocation={allocation!r} shares param_ratio=; give one")
+    if strategy and calibration is None:
+        raise ValueError(f"allocation={allocation!r} needs calibration= (the model's inputs)")
+    if sequential is not False and not isinstance(sequential, bool | str):
+        raise TypeError(f"sequential must be a bool or the name of the blocks' ModuleList; "
+                        f"got {sequential!r}")  # fmt: skip
+    if sequential is not False:
+        if not aware:
+            raise ValueError(
+                f"sequential= feeds each block's statistics to a data-aware method (asvd or "
+                f"whiten); method {method!r} uses none"
+            )
+        if method == "fwsvd":
+            raise ValueError(
+                "method 'fwsvd' needs gradients through the whole model; it cannot run "
+                "sequential=True (use asvd or whiten, or sequential=False)"
+            )
+        if isinstance(calibration, dict):
+            raise ValueError("sequential= computes its own statistics: give calibration= as "
+                             "the model's inputs, not precomputed LayerStats")  # fmt: skip
+    method_needs = set(NEEDS[method]) if aware else set()
+    alloc_needs = {"whiten": {"xtx"}, "fisher": {"fisher"}, "sensitivity": method_needs}.get(
+        strategy, set()
+    )
+    one_shot = alloc_needs | (method_needs if sequential is False else set())
+    stats = {}
+    if isinstance(calibration, dict):  # statistics computed before (lrkit.nn.calibrate)
+        stats = calibration
+        for name in linears:
+            st = stats.get(name)
+            if not isinstance(st, LayerStats):
+                raise TypeError(f"calibration[{name!r}] must be the LayerStats calibrate "
+                                f"returns; got {type(st).__name__}")  # fmt: skip
+            for need in one_shot:
+                if getattr(st, need) is None:
+                    raise ValueError(f"calibration[{name!r}] lacks {need!r}, which method "
+                                     f"{method!r} / allocation {allocation!r} needs")  # fmt: skip
+    elif one_shot:  # the statistics of every selected Linear, on the model as given
+        stats = calibrate(model, calibration, target_modules=linears, stats=tuple(sorted(one_shot)),
                           loss_fn=loss_fn, progress=progress)  # fmt: skip
+    allocated = None
     if isinstance(allocation, dict):
         rank_pattern = {**(rank_pattern or {}), **allocation}
+        allocated = allocation if isinstance(allocation, RankAllocation) else None
     elif allocation is not None and linears:
-        if param_ratio is None:
-            raise ValueError(f"allocation={allocation!r} shares param_ratio=; give one")
-        ranks = allocate_ranks(model, linears, param_ratio=param_ratio, strategy=allocation,
-                               stats=stats)  # fmt: skip
-        rank_pattern = {**(rank_pattern or {}), **{re.escape(n): r for n, r in ranks.items()}}
+        if strategy == "sensitivity" and isinstance(calibration, dict):
+            raise ValueError('allocation="sensitivity" measures the loss: calibration= must be '
+                             "the model's inputs, not precomputed statistics")  # fmt: skip
+        data = None if strategy != "sensitivity" else list(_batches(calibration, 8))
+        allocated = allocate_ranks(
+            model, linears, param_ratio=param_ratio, strategy=allocation, stats=stats,
+            method=method if aware else "svd", data=data, loss_fn=loss_fn, progress=progress,
+        )  # fmt: skip
+        rank_pattern = {**(rank_pattern or {}), **{re.escape(n): r for n, r in allocated.items()}}
 
-    # Plan and build every new layer before replacing anything.
     report = CompressionReport(params_before=model_params(model), nbits_before=model_nbits(model))
-    plan = []
-    items = chosen
-    if progress:
-        from tqdm.auto import tqdm
+    report.allocation = allocated
+    build = functools.partial(
+        _build, method=method, rank=rank, param_ratio=param_ratio, rank_pattern=rank_pattern,
+        conv_method=conv_method, conv_kwargs=conv_kwargs, ranked=ranked, takes_rank=takes_rank,
+        aware=aware, method_kwargs=method_kwargs,
+    )  # fmt: skip
+    if sequential is not False:
+        # One block at a time, each seeing the blocks compressed before it. In place as it
+        # goes (memory: the model once); on a copy unless the caller asked inplace=True.
+        target = model if inplace else copy.deepcopy(model)
+        blocks = calibrate_blocks(
+            target, calibration, blocks=None if sequential is True else sequential,
+            target_modules=linears, stats=tuple(sorted(method_needs)), progress=progress,
+        )  # fmt: skip
+        for _, block_stats in blocks:
+            for name, st in block_stats.items():
+                new = build(name, target.get_submodule(name), st, report)
+                if new is not None:
+                    _replace(target, name, new)
+        for name, module in chosen:  # convs (never inside the statistics' blocks)
+            if isinstance(module, nn.Conv2d):
+                new = build(name, target.get_submodule(name), None, report)
+                if new is not None:
+                    _replace(target, name, new)
+    else:
+        # Plan and build every new layer before replacing anything.
+        plan = []
+        items = chosen
+        if progress:
+            from tqdm.auto import tqdm
 
-        items = tqdm(chosen, desc="compressing", unit="layer")
-    for name, module in items:
-        is_conv = isinstance(module, nn.Conv2d)
-        sized = is_conv or ranked or (takes_rank and (rank is not None or bool(rank_pattern)))
-        r = _rank_for(name, module, rank, param_ratio, rank_pattern, conv_method) if sized else None
-        before = layer_size(module)
-        kind = type(module).__name__
-        label = conv_method if is_conv else (method if isinstance(method, str) else "custom")
-        if is_conv and conv_method == "tucker":
-            out, cin = module.weight.shape[:2]
-            r_out, r_in = r if isinstance(r, tuple) else (r, r)
-            if r_out > out or r_in > cin:  # a side with fewer channels keeps all of them
-                r_out, r_in = min(r_out, out), min(r_in, cin)
-                warn_adjusted(f"module {name!r}: Tucker ranks clipped to the channels, {r}")
-            r = (r_out, r_in)
-        elif sized and not is_conv and r > min(module.weight.shape):
-            raise ValueError(
-                f"rank (={r}) for module {name!r} must be <= {min(module.weight.shape)}, the "
-                f"smaller side of its weight of shape {tuple(module.weight.shape)}"
-            )
-        if sized and (is_conv or method in LOWRANK) and not _saves(module, r, conv_method):
-            warn_adjusted(
-                f"module {name!r} stays dense: rank {r} would not save parameters for a "
-                f"weight of shape {tuple(module.weight.shape)}"
-            )
-            report.modules.append(
-                ModuleReport(name, kind, "dense", r, before[0], before[0], before[1], before[1],
-                             note="rank too large to save parameters")
-            )  # fmt: skip
-            continue
-        if is_conv:
-            new = FactorizedConv2d.from_conv(module, conv_method, rank=r, **(conv_kwargs or {}))
-        elif aware:
-            st, W = stats[name], module.weight.detach()
-            data = {"asvd": dict(abs_mean=st.abs_mean), "whiten": dict(xtx=st.xtx, name=name),
-                    "fwsvd": dict(fisher=st.fisher)}[method]  # fmt: skip
-            fact = AWARE_FNS[method](W, r, **data, **method_kwargs)
-            bias = None if module.bias is None else module.bias.detach()
-            new = FactorizedLinear(fact, bias)
-        else:
-            kw = dict(method_kwargs, rank=r) if r is not None else method_kwargs
-            new = FactorizedLinear.from_linear(module, method, **kw)
-        after = layer_size(new)
-        if after[1] >= before[1]:  # any method: a layer that stores no fewer bits stays dense
-            warn_adjusted(
-                f"module {name!r} stays dense: {label} would store {after[1]:,} bits, the "
-                f"dense layer {before[1]:,}"
-            )
-            report.modules.append(
-                ModuleReport(name, kind, "dense", r, before[0], before[0], before[1], before[1],
-                             note=f"{label} would not save bits")
-            )  # fmt: skip
-            continue
-        if r is None:  # a method sized by its own arguments: say what it built
-            fact = new.factorization
-            r = getattr(fact, "rank", None) or getattr(fact, "nblocks", None)
-            r = f"nblocks={r}" if hasattr(fact, "nblocks") else r
-        report.modules.append(
-            ModuleReport(name, kind, label, r, before[0], after[0], before[1], after[1])
-        )
-        plan.append((name, new))
+            items = tqdm(chosen, desc="compressing", unit="layer")
+        for name, module in items:
+            new = build(name, module, stats.get(name), report)
+            if new is not None:
+                plan.append((name, new))
+        target = model if inplace else copy.deepcopy(model)
+        for name, new in plan:
+            _replace(target, name, new)
 
     for pattern in rank_pattern or {}:
         if not any(_pattern_matches(name, pattern) for name, _ in chosen):
             warn_adjusted(f"rank_pattern key {pattern!r} matches no selected module")
-
-    target = model if inplace else copy.deepcopy(model)
-    for name, new in plan:
-        parent_name, _, child = name.rpartition(".")
-        parent = target.get_submodule(parent_name) if parent_name else target
-        setattr(parent, child, new)
     report.params_after, report.nbits_after = model_params(target), model_nbits(target)
     return target, report
+
+
+def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)
+
+
+def _build(name, module, st, report, *, method, rank, param_ratio, rank_pattern, conv_method,
+           conv_kwargs, ranked, takes_rank, aware, method_kwargs):  # fmt: skip
+    """The factorized layer replacing ``module`` (None: it stays dense), its row added to
+    ``report``."""
+    is_conv = isinstance(module, nn.Conv2d)
+    sized = is_conv or ranked or (takes_rank and (rank is not None or bool(rank_pattern)))
+    r = _rank_for(name, module, rank, param_ratio, rank_pattern, conv_method) if sized else None
+    before = layer_size(module)
+    kind = type(module).__name__
+    label = conv_method if is_conv else (method if isinstance(method, str) else "custom")
+    if is_conv and conv_method == "tucker":
+        out, cin = module.weight.shape[:2]
+        r_out, r_in = r if isinstance(r, tuple) else (r, r)
+        if r_out > out or r_in > cin:  # a side with fewer channels keeps all of them
+            r_out, r_in = min(r_out, out), min(r_in, cin)
+            warn_adjusted(f"module {name!r}: Tucker ranks clipped to the channels, {r}")
+        r = (r_out, r_in)
+    elif sized and not is_conv and r > min(module.weight.shape):
+        raise ValueError(
+            f"rank (={r}) for module {name!r} must be <= {min(module.weight.shape)}, the "
+            f"smaller side of its weight of shape {tuple(module.weight.shape)}"
+        )
+    if sized and (is_conv or method in LOWRANK) and not _saves(module, r, conv_method):
+        warn_adjusted(
+            f"module {name!r} stays dense: rank {r} would not save parameters for a "
+            f"weight of shape {tuple(module.weight.shape)}"
+        )
+        report.modules.append(
+            ModuleReport(name, kind, "dense", r, before[0], before[0], before[1], before[1],
+                         note="rank too large to save parameters")
+        )  # fmt: skip
+        return None
+    if is_conv:
+        new = FactorizedConv2d.from_conv(module, conv_method, rank=r, **(conv_kwargs or {}))
+    elif aware:
+        fact = truncate(method, module.weight.detach(), r, st, name, **method_kwargs)
+        bias = None if module.bias is None else module.bias.detach()
+        new = FactorizedLinear(fact, bias)
+    else:
+        kw = dict(method_kwargs, rank=r) if r is not None else method_kwargs
+        new = FactorizedLinear.from_linear(module, method, **kw)
+    after = layer_size(new)
+    if after[1] >= before[1]:  # any method: a layer that stores no fewer bits stays dense
+        warn_adjusted(
+            f"module {name!r} stays dense: {label} would store {after[1]:,} bits, the "
+            f"dense layer {before[1]:,}"
+        )
+        report.modules.append(
+            ModuleReport(name, kind, "dense", r, before[0], before[0], before[1], before[1],
+                         note=f"{label} would not save bits")
+        )  # fmt: skip
+        return None
+    if r is None:  # a method sized by its own arguments: say what it built
+        fact = new.factorization
+        r = getattr(fact, "rank", None) or getattr(fact, "nblocks", None)
+        r = f"nblocks={r}" if hasattr(fact, "nblocks") else r
+    report.modules.append(ModuleReport(name, kind, label, r, before[0], after[0], before[1],
+                                       after[1]))  # fmt: skip
+    return new
 
 
 @checked
