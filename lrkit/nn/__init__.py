@@ -11,6 +11,8 @@
   data-aware truncations :func:`asvd`, :func:`whiten` (SVD-LLM), :func:`fwsvd`;
 - :func:`allocate_ranks`: ranks per layer under one budget (uniform, whitened spectra,
   Fisher, measured sensitivity), a :class:`RankAllocation`;
+- :func:`finetune`: a few hundred steps on the factors, by cross-entropy or distillation
+  from the dense model;
 - :func:`save_compressed` / :func:`load_compressed`: config + safetensors + report, loaded
   without recomputing any factorization.
 """
@@ -20,6 +22,7 @@ from .aware import asvd, fwsvd, whiten
 from .calibrate import LayerStats, calibrate, calibrate_blocks, next_token_loss
 from .compress import compress_model, decompress
 from .conv import FactorizedConv2d
+from .finetune import finetune
 from .io import load_compressed, save_compressed
 from .linear import METHODS, FactorizedLinear
 from .report import CompressionReport, ModuleReport
@@ -41,6 +44,7 @@ __all__ = [
     "ModuleReport",
     "compress_model",
     "decompress",
+    "finetune",
     "load_compressed",
     "save_compressed",
 ]
