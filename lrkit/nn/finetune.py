@@ -151,19 +151,19 @@ def finetune(
                     reduction="batchmean",
                 )  # mean over tokens of KL(teacher || student)
                 loss = loss + kd_weight * T * T * kl
-            if not bool(torch.isfinite(loss)):
-                raise ValueError(f"the loss is {float(loss)} at step {step}: lower lr (={lr})")
+            if not bool(torch.isfinite(loss.detach())):
+                raise ValueError(f"the loss is {float(loss.detach())} at step {step}: lower lr (={lr})")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            losses[step] = float(loss)
+            losses[step] = float(loss.detach())
             if callback is not None:
                 target.eval()
                 with torch.no_grad():
-                    callback(step, target, float(loss))
+                    callback(step, target, float(losses[step]))
                 target.train()
             if progress:
-                items.set_postfix(loss=f"{float(loss):.4f}")
+                items.set_postfix(loss=f"{float(losses[step]):.4f}")
     finally:
         for p, g in zip(frozen, was_grad, strict=True):
             p.requires_grad_(g)
