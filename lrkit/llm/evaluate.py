@@ -83,6 +83,12 @@ def perplexity(
 ) -> Perplexity:
     """Perplexity of ``model`` on a text (or token ids), by a sliding window.
 
+    ``model``: lrkit's :class:`Llama`, or any causal LM called as ``model(ids)`` that returns
+    the logits or an object with ``.logits`` and has ``config.vocab_size`` and
+    ``config.max_position_embeddings`` (a Hugging Face ``LlamaForCausalLM``, compressed or
+    not). A text is encoded with the byte tokenizer; give another model's token ids instead
+    (``bits_per_byte`` is then bits per token).
+
     Windows of ``context`` tokens (default: the model's maximum) start every ``stride``
     tokens (default ``context // 2``); each token is scored once, in the first window that
     has it among its last ``stride`` positions (the first window scores all its tokens after
@@ -120,7 +126,9 @@ def perplexity(
         group = windows[b : b + batch_size]
         length = min(ctx, ids.numel())
         x = torch.stack([ids[s : s + length] for s, _ in group]).to(device)  # (B, T)
-        logp = F.log_softmax(model(x[:, :-1]).float(), dim=-1)  # (B, T-1, V)
+        out = model(x[:, :-1])
+        logits = getattr(out, "logits", out)  # a Hugging Face model returns an output object
+        logp = F.log_softmax(logits.float(), dim=-1)  # (B, T-1, V)
         nll = -logp.gather(-1, x[:, 1:, None]).squeeze(-1)  # (B, T-1): token t+1 given <= t
         for row, (_, first) in enumerate(group):
             total += float(nll[row, first - 1 :].sum())
