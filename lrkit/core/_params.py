@@ -405,6 +405,25 @@ PARAMS: dict[str, dict[str, Constraint]] = {
     ),
     "save_compressed": dict(model=DATA, path=DATA, report=DATA),
     "load_compressed": dict(model=DATA, path=DATA, inplace=FLAG),
+    # Linformer attention; k <= seq_len, heads dividing dim and the projection's shape are
+    # checked in the body
+    "LinformerSelfAttention.__init__": dict(
+        dim=Int(1),
+        seq_len=Int(1),
+        k=Int(1),
+        heads=Int(1),
+        dim_head=Int(1, none=True),
+        share=Options(("none", "headwise", "kv", "layerwise")),
+        projection=DATA,
+        dropout=Real(0, 1, high_open=True),
+        device=DEVICE,
+        dtype=DType(none=True),
+        seed=SEED,
+    ),
+    "jl_projection": dict(
+        seq_len=Int(1), k=Int(1), seed=SEED, device=DEVICE, dtype=DType(none=True)
+    ),
+    "svd_projection": dict(X=DATA, k=RANK),
 }
 
 

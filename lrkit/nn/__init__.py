@@ -10,6 +10,9 @@
   the data-aware truncations :func:`asvd`, :func:`whiten` (SVD-LLM), :func:`fwsvd`;
 - :func:`save_compressed` / :func:`load_compressed`: config + safetensors + report, loaded
   without recomputing any factorization.
+- :class:`LinformerSelfAttention`: attention over keys and values projected along the
+  sequence to k rows (Linformer), with the fixed projections :func:`jl_projection` and
+  :func:`svd_projection`.
 """
 
 from .allocate import allocate_ranks
@@ -19,6 +22,7 @@ from .compress import compress_model, decompress
 from .conv import FactorizedConv2d
 from .io import load_compressed, save_compressed
 from .linear import METHODS, FactorizedLinear
+from .linformer import LinformerSelfAttention, jl_projection, svd_projection
 from .report import CompressionReport, ModuleReport
 
 __all__ = [
@@ -38,4 +42,7 @@ __all__ = [
     "decompress",
     "load_compressed",
     "save_compressed",
+    "LinformerSelfAttention",
+    "jl_projection",
+    "svd_projection",
 ]
