@@ -5,20 +5,20 @@ arXiv:2006.04768), Eq. 7: each head attends to k compressed keys and values,
 
     head_i = softmax(Q W_i^Q (E_i X W_i^K)^T / sqrt(d_h)) F_i X W_i^V,    E_i, F_i: (k, n),
 
-so the score matrix is (n, k) instead of (n, n): time and memory O(n k), not O(n^2).
+so the score matrix is (n, k) instead of (n, n): time O(n k), not O(n^2).
 Section 4 of the paper shares the projections to save parameters, each option below the
 one before it:
 
 - ``share="none"``: an E_i and an F_i per head (2 h k n numbers);
-- ``share="headwise"``: one E and one F for all heads (2 k n; the default here, and the
-  only layout of the ``linformer`` package);
+- ``share="headwise"``: one E and one F for all heads (2 k n; the default here and in the
+  ``linformer`` package);
 - ``share="kv"``: one E = F for all heads, keys and values (k n);
 - ``share="layerwise"``: E = F given from outside (``projection=``): pass one
   ``nn.Parameter`` to several layers and they train it together (k n for the whole model),
-  or pass a plain tensor to keep it fixed, a buffer that is never trained. The fixed,
-  data-free projections :func:`jl_projection` (a Gaussian, Johnson-Lindenstrauss) and
-  :func:`svd_projection` (a truncated SVD of given keys or values) ask "is attention low
-  rank?" of trained weights without any training.
+  or pass a plain tensor to keep it fixed, a buffer that is never trained. The fixed
+  projections :func:`jl_projection` (data-free: a Gaussian, Johnson-Lindenstrauss) and
+  :func:`svd_projection` (a truncated SVD of given keys or values) put a Linformer over
+  trained weights with no training: experiments on whether attention is low rank.
 
 Shorter inputs (n < seq_len) use the first n columns of E and F, as fairseq and the
 ``linformer`` package do. Every compressed key mixes every position, later ones
@@ -63,7 +63,8 @@ class LinformerSelfAttention(nn.Module):
     dropout : probability of dropping an attention weight in training (off by default).
     device, dtype, seed : where and how the weights are drawn; every linear map as
         ``nn.Linear`` draws its own, each E, F like the weight of ``nn.Linear(seq_len, k)``:
-        uniform in +-1/sqrt(seq_len), so a projected key has about a key's size.
+        uniform in +-1/sqrt(seq_len), so a projected key (a sum over n <= seq_len
+        positions) stays within a small factor of a key's size.
     """
 
     @checked
