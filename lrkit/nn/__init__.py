@@ -13,6 +13,9 @@
 - :class:`LinformerSelfAttention`: attention over keys and values projected along the
   sequence to k rows (Linformer), with the fixed projections :func:`jl_projection` and
   :func:`svd_projection`.
+- :class:`ByteEncoder`: a small bidirectional byte encoder with full or Linformer attention,
+  trained to fill in masked bytes (:func:`mask_bytes`, :func:`masked_byte_loss`,
+  :func:`train_encoder`, :func:`evaluate_encoder`).
 """
 
 from .allocate import allocate_ranks
@@ -20,6 +23,7 @@ from .aware import asvd, fwsvd, whiten
 from .calibrate import LayerStats, calibrate, next_token_loss
 from .compress import compress_model, decompress
 from .conv import FactorizedConv2d
+from .encoder import ByteEncoder, evaluate_encoder, mask_bytes, masked_byte_loss, train_encoder
 from .io import load_compressed, save_compressed
 from .linear import METHODS, FactorizedLinear
 from .linformer import LinformerSelfAttention, jl_projection, svd_projection
@@ -45,4 +49,9 @@ __all__ = [
     "LinformerSelfAttention",
     "jl_projection",
     "svd_projection",
+    "ByteEncoder",
+    "evaluate_encoder",
+    "mask_bytes",
+    "masked_byte_loss",
+    "train_encoder",
 ]
