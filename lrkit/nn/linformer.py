@@ -65,6 +65,20 @@ class LinformerSelfAttention(nn.Module):
         ``nn.Linear`` draws its own, each E, F like the weight of ``nn.Linear(seq_len, k)``:
         uniform in +-1/sqrt(seq_len), so a projected key (a sum over n <= seq_len
         positions) stays within a small factor of a key's size.
+
+    :meth:`projections` gives E and F as used for a length n; :meth:`full_attention` runs
+    the same linear maps with softmax over all n keys.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from lrkit.nn import LinformerSelfAttention
+    >>> layer = LinformerSelfAttention(64, 128, k=32, heads=4, seed=0)
+    >>> x = torch.randn(2, 100, 64)  # shorter than seq_len: E, F use their first 100 columns
+    >>> layer(x).shape, layer.projections(100)[0].shape
+    (torch.Size([2, 100, 64]), torch.Size([32, 100]))
+    >>> layer.num_params == 4 * 64 * 64 + 64 + 2 * 32 * 128  # four maps and E, F
+    True
     """
 
     @checked
@@ -176,7 +190,8 @@ class LinformerSelfAttention(nn.Module):
         if n == 0 or x.shape[0] == 0:
             raise ValueError(f"x is empty (shape {tuple(x.shape)}); it needs a token")
         # one reduction (and a host sync): refuse NaN and Inf rather than spread them
-        if not x.is_meta and not bool(torch.isfinite(x.sum())) and not bool(x.isfinite().all()):
+        t = x.detach()
+        if not t.is_meta and not bool(torch.isfinite(t.sum())) and not bool(t.isfinite().all()):
             raise ValueError("x contains NaN or Inf values; Linformer refuses non-finite input")
         return n
 
