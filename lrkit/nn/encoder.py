@@ -109,7 +109,7 @@ class ByteEncoder(nn.Module):
 
             self.embed = nn.Embedding(257, dim)  # 256 bytes and the mask token
             # small, as GPT-2 draws them: the output layer reuses these rows, and logits
-            # of size ~1 start the loss near ln 256 (every byte equally likely)
+            # near 0 start the loss near ln 256 (every byte equally likely)
             nn.init.normal_(self.embed.weight, std=0.02)
             self.pos = nn.Parameter(0.02 * torch.randn(seq_len, dim))  # (seq_len, dim)
             self.blocks = nn.ModuleList(Block(dim, attn()) for _ in range(layers))
