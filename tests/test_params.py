@@ -30,7 +30,7 @@ NOT_YET_CHECKED: set[str] = set()  # every row is wired to its function
 
 def public_callables() -> dict[str, object]:
     """Every public function and classmethod constructor, by ``__qualname__``; classes'
-    constructors only where the table covers them (StreamingSketch)."""
+    constructors only where the table covers them (StreamingSketch, LinformerSelfAttention)."""
     out = {}
     for mod in (lrkit, lrkit.tensor, lrkit.structured, lrkit.llm, lrkit.nn):
         for name in mod.__all__:
@@ -42,6 +42,7 @@ def public_callables() -> dict[str, object]:
                     if isinstance(member, classmethod) and not key.startswith("_"):
                         out[member.__func__.__qualname__] = getattr(obj, key)
     out["StreamingSketch.__init__"] = lrkit.StreamingSketch
+    out["LinformerSelfAttention.__init__"] = lrkit.nn.LinformerSelfAttention
     return out
 
 

@@ -440,6 +440,51 @@ PARAMS: dict[str, dict[str, Constraint]] = {
     ),
     "save_compressed": dict(model=DATA, path=DATA, report=DATA),
     "load_compressed": dict(model=DATA, path=DATA, inplace=FLAG),
+    # Linformer attention; k <= seq_len, heads dividing dim and the projection's shape are
+    # checked in the body
+    "LinformerSelfAttention.__init__": dict(
+        dim=Int(1),
+        seq_len=Int(1),
+        k=Int(1),
+        heads=Int(1),
+        dim_head=Int(1, none=True),
+        share=Options(("none", "headwise", "kv", "layerwise")),
+        projection=DATA,
+        dropout=Real(0, 1, high_open=True),
+        device=DEVICE,
+        dtype=DType(none=True),
+        seed=SEED,
+    ),
+    "jl_projection": dict(
+        seq_len=Int(1), k=Int(1), seed=SEED, device=DEVICE, dtype=DType(none=True)
+    ),
+    "svd_projection": dict(X=DATA, k=RANK),
+    # the masked-byte encoder; warmup <= steps and the data's length are checked in the body
+    "mask_bytes": dict(ids=DATA, rate=Real(0, 1, low_open=True), seed=SEED),
+    "masked_byte_loss": dict(model=DATA, ids=DATA, rate=Real(0, 1, low_open=True), seed=SEED),
+    "evaluate_encoder": dict(
+        model=DATA,
+        data=DATA,
+        batches=Int(1),
+        batch_size=Int(1),
+        rate=Real(0, 1, low_open=True),
+        seed=Int(0),
+    ),
+    "train_encoder": dict(
+        model=DATA,
+        data=DATA,
+        steps=Int(1, MAX_STEPS),
+        batch_size=Int(1),
+        lr=Real(0, low_open=True),
+        warmup=Int(0),
+        rate=Real(0, 1, low_open=True),
+        seed=Int(0),
+        heldout=DATA,
+        eval_every=Int(1),
+        out=DATA,
+        stop_after=Int(1, none=True),
+        progress=FLAG,
+    ),
 }
 
 

@@ -15,6 +15,12 @@
   from the dense model;
 - :func:`save_compressed` / :func:`load_compressed`: config + safetensors + report, loaded
   without recomputing any factorization.
+- :class:`LinformerSelfAttention`: attention over keys and values projected along the
+  sequence to k rows (Linformer), with the fixed projections :func:`jl_projection` and
+  :func:`svd_projection`.
+- :class:`ByteEncoder`: a small bidirectional byte encoder with full or Linformer attention,
+  trained to fill in masked bytes (:func:`mask_bytes`, :func:`masked_byte_loss`,
+  :func:`train_encoder`, :func:`evaluate_encoder`).
 """
 
 from .allocate import RankAllocation, allocate_ranks
@@ -23,8 +29,10 @@ from .calibrate import LayerStats, calibrate, calibrate_blocks, next_token_loss
 from .compress import compress_model, decompress
 from .conv import FactorizedConv2d
 from .finetune import finetune
+from .encoder import ByteEncoder, evaluate_encoder, mask_bytes, masked_byte_loss, train_encoder
 from .io import load_compressed, save_compressed
 from .linear import METHODS, FactorizedLinear
+from .linformer import LinformerSelfAttention, jl_projection, svd_projection
 from .report import CompressionReport, ModuleReport
 
 __all__ = [
@@ -47,4 +55,12 @@ __all__ = [
     "finetune",
     "load_compressed",
     "save_compressed",
+    "LinformerSelfAttention",
+    "jl_projection",
+    "svd_projection",
+    "ByteEncoder",
+    "evaluate_encoder",
+    "mask_bytes",
+    "masked_byte_loss",
+    "train_encoder",
 ]
