@@ -157,14 +157,6 @@ def test_generation_on_compressed_models(tmp_path):
     assert hf_out.shape == (1, 20) and torch.equal(hf_out[0, :8], cal[0, :8])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="calibrate's Fisher statistics call autograd.grad on weights that may not require "
-    "grad: a frozen model (requires_grad_(False), common for inference) fails with 'element 0 "
-    "of tensors does not require grad'; calibrate.py should enable grad on the targeted "
-    "weights for the pass and restore the flags",
-)
 def test_fisher_weighting_works_on_a_frozen_model():
     hf = hf_llama().requires_grad_(False)
     small, _ = compress_model(hf, "fwsvd", param_ratio=0.5, calibration=ids(), progress=False)

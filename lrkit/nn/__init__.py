@@ -28,8 +28,8 @@ from .aware import asvd, fwsvd, whiten
 from .calibrate import LayerStats, calibrate, calibrate_blocks, next_token_loss
 from .compress import compress_model, decompress
 from .conv import FactorizedConv2d
-from .finetune import finetune
 from .encoder import ByteEncoder, evaluate_encoder, mask_bytes, masked_byte_loss, train_encoder
+from .finetune import finetune
 from .io import load_compressed, save_compressed
 from .linear import METHODS, FactorizedLinear
 from .linformer import LinformerSelfAttention, jl_projection, svd_projection

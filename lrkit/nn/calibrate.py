@@ -137,6 +137,8 @@ def calibrate(
     def hook(name):
         return _recorder(out[name], name, stats)
 
+    weights = [m.weight for _, m in chosen]
+    was_required = [w.requires_grad for w in weights]
     handles = [m.register_forward_pre_hook(hook(n)) for n, m in chosen]
     was_training = model.training
     model.eval()
@@ -146,7 +148,9 @@ def calibrate(
             from tqdm.auto import tqdm
 
             items = tqdm(items, desc="calibrating", unit="batch")
-        weights = [m.weight for _, m in chosen]
+        if want_fisher:  # a frozen model (requires_grad off) still gives gradients here
+            for w in weights:
+                w.requires_grad_(True)
         for batch in items:
             if not want_fisher:
                 with torch.no_grad():
@@ -164,6 +168,9 @@ def calibrate(
         for h in handles:
             h.remove()
         model.train(was_training)
+        if want_fisher:
+            for w, r in zip(weights, was_required, strict=True):
+                w.requires_grad_(r)
     _warn_few_tokens(out, chosen, stats)
     return out
 

@@ -152,7 +152,9 @@ def finetune(
                 )  # mean over tokens of KL(teacher || student)
                 loss = loss + kd_weight * T * T * kl
             if not bool(torch.isfinite(loss.detach())):
-                raise ValueError(f"the loss is {float(loss.detach())} at step {step}: lower lr (={lr})")
+                raise ValueError(
+                    f"the loss is {float(loss.detach())} at step {step}: lower lr (={lr})"
+                )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

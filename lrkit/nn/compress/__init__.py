@@ -259,6 +259,8 @@ def compress_model(
 
     linears = [n for n, m in chosen if isinstance(m, nn.Linear)]
     strategy = allocation if isinstance(allocation, str) and allocation != "uniform" else None
+    if allocation == "uniform" and param_ratio is None:
+        allocation = None  # each layer's own rank= or rank_pattern= already is uniform
     if allocation is not None and not isinstance(allocation, dict) and param_ratio is None:
         raise ValueError(f"allocation={allocation!r} shares param_ratio=; give one")
     if strategy and calibration is None:
