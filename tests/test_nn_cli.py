@@ -77,6 +77,23 @@ def test_compresses_an_lrkit_checkpoint_saves_it_and_prints_the_numbers(files, c
     assert abs(float(diff) - (c - d)) <= 1e-4  # each printed value rounds by 5e-5
 
 
+def test_sequential_is_compress_models_sequential_mode(files, capsys):
+    out = files / "seq"
+    code = main([
+        str(files / "ckpt"), "--method", "asvd", "--param-ratio", "0.5", "--sequential",
+        "--calibration", str(files / "cal.txt"), "--calibration-tokens", "512",
+        "--context", str(CONTEXT), "--out", str(out), "--no-progress",
+    ])  # fmt: skip
+    assert code == 0
+    dense = Llama.from_pretrained(files / "ckpt")
+    data = (files / "cal.txt").read_bytes()
+    cal = torch.frombuffer(bytearray(data), dtype=torch.uint8).long()[:512].reshape(8, CONTEXT)
+    same, _ = compress_model(dense, "asvd", param_ratio=0.5, calibration=cal.split(8),
+                             sequential=True, progress=False)  # fmt: skip
+    with torch.no_grad():
+        assert torch.equal(load_compressed(dense, out)(cal[:2]), same(cal[:2]))
+
+
 def test_rank_without_calibration_and_a_randomized_method(files, capsys):
     for method in ("svd", "rsvd"):
         out = files / f"out-{method}"

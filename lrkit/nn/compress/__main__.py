@@ -31,11 +31,11 @@ command prints bits per token and bits per byte: the same total of bits divided 
 bytes of the text the scored tokens cover (all but the first token, which nothing predicts).
 
 Memory: the dense model is evaluated first, then compressed in place, so one model is held,
-plus each layer's calibration statistics (an (in, in) float64 Gram matrix for whitening). The
-sequential mode of :func:`lrkit.nn.compress_model` (calibrate and compress one block at a time,
-each block fed the outputs of the blocks already compressed, as SVD-LLM and GPTQ do) bounds
-the statistics to one block's: that is how the same code scales to a model that does not fit
-twice in memory.
+plus each layer's calibration statistics (an (in, in) float64 Gram matrix for whitening).
+With ``--sequential``, :func:`lrkit.nn.compress_model`'s sequential mode (calibrate and
+compress one block at a time, each block fed the outputs of the blocks already compressed,
+as SVD-LLM and GPTQ do) bounds the statistics to one block's: that is how the same code
+scales to a model whose statistics do not fit in memory at once.
 
 Run ``python -m lrkit.nn.compress --help`` for every option.
 """
@@ -115,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="uniform",
         help=f"how --param-ratio is shared among layers: {_allocations()} "
         f"(default uniform; passed to compress_model)",
+    )
+    p.add_argument(
+        "--sequential",
+        action="store_true",
+        help="calibrate and compress one block at a time, each seeing the blocks compressed "
+        "before it (asvd, whiten; memory: one block's statistics)",
     )
     p.add_argument(
         "--calibration",
@@ -296,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
                 rank=args.rank,
                 allocation=allocation,
                 calibration=calibration,
+                sequential=args.sequential,
                 inplace=True,
                 progress=progress,
                 **method_kwargs,
