@@ -18,6 +18,7 @@ Run the benchmarks only when nothing else loads the machine.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import re
@@ -161,6 +162,30 @@ def interleaved_times(
             fns[name]()
             times[name].append(time.perf_counter() - t0)
     return times
+
+
+def calls_per_sample(fn: Callable[[], object], target: float) -> int:
+    """How many calls of ``fn`` take about ``target`` seconds (after two warm-up calls)."""
+    fn()
+    fn()
+    t0 = time.perf_counter()
+    fn()
+    return max(1, math.ceil(target / max(time.perf_counter() - t0, 1e-7)))
+
+
+def interleaved_samples(
+    fns: dict[str, Callable[[], object]], *, rounds: int, target: float
+) -> dict[str, list[float]]:
+    """Seconds per call of every function, one sample per round, each sample as many calls as
+    take about ``target`` seconds (for functions too fast to time one call); the rounds
+    rotate the order as :func:`interleaved_times` does."""
+    number = {name: calls_per_sample(f, target) for name, f in fns.items()}
+
+    def sample(name):
+        return lambda: [fns[name]() for _ in range(number[name])]
+
+    times = interleaved_times({name: sample(name) for name in fns}, rounds=rounds, warmup=0)
+    return {name: [t / number[name] for t in ts] for name, ts in times.items()}
 
 
 def ratio_stats(ours: list[float], theirs: list[float]) -> tuple[float, float, float]:

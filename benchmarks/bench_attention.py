@@ -42,11 +42,17 @@ from __future__ import annotations
 import math
 import os
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
-from _timing import bench_parser, print_machine, print_table
+from _timing import (
+    bench_parser,
+    fmt_ratio,
+    interleaved_samples,
+    print_machine,
+    print_table,
+    ratio_stats,
+)
 from torch.profiler import ProfilerActivity, profile
 
 import lrkit
@@ -99,37 +105,16 @@ def train_step(f: Callable, module: torch.nn.Module, x: torch.Tensor) -> Callabl
 
 
 # -- interleaved timing ------------------------------------------------------------------------
-def calls_per_sample(fn: Callable[[], object], target: float) -> int:
-    """How many calls of ``fn`` take about ``target`` seconds (after one warm-up call)."""
-    fn()
-    t0 = time.perf_counter()
-    fn()
-    return max(1, math.ceil(target / max(time.perf_counter() - t0, 1e-7)))
-
-
 def interleaved(fns: dict[str, Callable[[], object]], rounds: int, target: float) -> dict:
-    """Seconds per call of each function, one sample per round; round i starts with the
-    (i mod m)-th function, so none always runs first."""
-    number = {name: calls_per_sample(f, target) for name, f in fns.items()}
-    names, times = list(fns), {name: [] for name in fns}
-    for i in range(rounds):
-        shift = i % len(names)
-        for name in names[shift:] + names[:shift]:
-            t0 = time.perf_counter()
-            for _ in range(number[name]):
-                fns[name]()
-            times[name].append((time.perf_counter() - t0) / number[name])
-    return times
+    return interleaved_samples(fns, rounds=rounds, target=target)
 
 
 def ratio(times: dict, num: str, den: str) -> tuple[float, float, float]:
     """Median, min and max over the rounds of times[num] / times[den], each round's own."""
-    r = [a / b for a, b in zip(times[num], times[den], strict=True)]
-    return statistics.median(r), min(r), max(r)
+    return ratio_stats(times[num], times[den])
 
 
-def fmt(r: tuple[float, float, float]) -> str:
-    return f"{r[0]:.2f} [{r[1]:.2f}-{r[2]:.2f}]"
+fmt = fmt_ratio
 
 
 def ms(times: dict, name: str) -> float:

@@ -35,11 +35,17 @@ from __future__ import annotations
 import math
 import os
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
-from _timing import bench_parser, print_machine, print_table
+from _timing import (
+    bench_parser,
+    fmt_ratio,
+    interleaved_samples,
+    print_machine,
+    print_table,
+    ratio_stats,
+)
 from torch import nn
 
 import lrkit
@@ -85,40 +91,16 @@ def peer_skipped(tokens: int, n: int, rank: int) -> str | None:
 
 
 # -- interleaved timing ----------------------------------------------------------------------
-def calls_per_sample(fn: Callable[[], object], target: float) -> int:
-    """How many calls of ``fn`` take about ``target`` seconds (after two warm-up calls)."""
-    fn()
-    fn()
-    t0 = time.perf_counter()
-    fn()
-    once = time.perf_counter() - t0
-    return max(1, math.ceil(target / max(once, 1e-7)))
-
-
 def interleaved(fns: dict[str, Callable[[], object]], rounds: int, target: float) -> dict:
-    """Seconds per call of each function, one sample per round, the functions timed in turn
-    (forwards on even rounds, backwards on odd ones, so no one always runs first)."""
-    number = {k: calls_per_sample(f, target) for k, f in fns.items()}
-    times = {k: [] for k in fns}
-    names = list(fns)
-    for i in range(rounds):
-        for k in names if i % 2 == 0 else names[::-1]:
-            f, n = fns[k], number[k]
-            t0 = time.perf_counter()
-            for _ in range(n):
-                f()
-            times[k].append((time.perf_counter() - t0) / n)
-    return times
+    return interleaved_samples(fns, rounds=rounds, target=target)
 
 
 def ratio(times: dict, num: str, den: str) -> tuple[float, float, float]:
     """Median, min and max over the rounds of times[num] / times[den], each round's own."""
-    r = [a / b for a, b in zip(times[num], times[den], strict=True)]
-    return statistics.median(r), min(r), max(r)
+    return ratio_stats(times[num], times[den])
 
 
-def fmt(r: tuple[float, float, float]) -> str:
-    return f"{r[0]:.2f} [{r[1]:.2f}-{r[2]:.2f}]"
+fmt = fmt_ratio
 
 
 def us(times: dict, key: str) -> float | int:
