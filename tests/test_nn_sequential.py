@@ -86,7 +86,7 @@ def test_compress_model_sequential():
         a = seq.get_submodule(name).factorization.to_dense()
         b = one.get_submodule(name).factorization.to_dense()
         torch.testing.assert_close(
-            a.detach(), b.detach(), rtol=0, atol=1e3 * EPS32 * float(b.abs().max())
+            a.detach(), b.detach(), rtol=0, atol=1e3 * EPS32 * float(b.detach().abs().max())
         )
     a = seq.get_submodule("model.layers.2.mlp.down_proj").factorization.to_dense()
     b = one.get_submodule("model.layers.2.mlp.down_proj").factorization.to_dense()
@@ -196,3 +196,9 @@ def test_compress_model_takes_each_allocation_and_reports_it():
     with pytest.raises(ValueError, match="smallest achievable is"):
         compress_model(model, "whiten", param_ratio=0.02, calibration=ids, allocation="fisher",
                        progress=False)  # fmt: skip
+
+
+def test_an_architecture_without_linears_is_named_by_its_module_types():
+    model = nn.Sequential(nn.Conv1d(2, 2, 3), nn.GRU(4, 4))
+    with pytest.raises(ValueError, match="has none, only Conv1d, GRU"):
+        compress_model(model, "svd", rank=1, progress=False)

@@ -90,6 +90,16 @@ def _select(model, target_modules, exclude_modules, filter_fn) -> list[tuple[str
     if not chosen:
         names = [n for n, _ in named]
         shown = ", ".join(names[:20]) + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
+        if (
+            target_modules is None
+            and not linears
+            and not any(isinstance(m, nn.Conv2d) for _, m in named)
+        ):
+            kinds = sorted({type(m).__name__ for _, m in named})
+            raise ValueError(
+                f"compress_model replaces nn.Linear and nn.Conv2d modules; this "
+                f"{type(model).__name__} has none, only {', '.join(kinds) or 'no submodules'}"
+            )
         raise ValueError(
             f"no module matched target_modules={target_modules!r}, "
             f"exclude_modules={exclude_modules!r}, filter_fn={filter_fn!r}; the model's "
