@@ -169,7 +169,8 @@ def test_sensitivity_is_the_loss_of_the_truly_compressed_layer():
     alloc = allocate_ranks(model, [name, "model.layers.0.self_attn.q_proj"], param_ratio=0.5,
                            strategy="sensitivity", method="whiten", stats=stats,
                            data=[ids], ratios=ratios)  # fmt: skip
-    base = float(next_token_loss(model, ids))
+    with torch.no_grad():
+        base = float(next_token_loss(model, ids))
     m, n = model.get_submodule(name).weight.shape
     for p, rise in zip(ratios, alloc.details[name], strict=True):
         rank = math.floor(p * m * n / (m + n + 1))
