@@ -217,3 +217,19 @@ def test_allocations_meet_the_budget_and_follow_the_spectra():
         allocate_ranks(model, names, param_ratio=0.01, strategy="whiten", stats=stats)
     with pytest.raises(ValueError, match="allocation='whiten' needs calibration="):
         compress_model(model, "svd", param_ratio=0.4, allocation="whiten", progress=False)
+
+
+def test_data_aware_factors_are_balanced_for_training():
+    # whitening's V^T L^{-1} alone would be ~1/sqrt(tokens) the size of U: unit-norm
+    # columns of U and rows of Vh, the scale in S, so Adam's steps suit every factor
+    W, X = data(tokens=2000)
+    F = torch.rand(12, 20, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    for f in (
+        whiten(W, 5, xtx=X.T @ X),
+        asvd(W, 5, abs_mean=X.abs().mean(0)),
+        fwsvd(W, 5, fisher=F),
+        fwsvd(W, 5, fisher=F, side="input"),
+    ):
+        torch.testing.assert_close(f.U.norm(dim=0), torch.ones(5, dtype=W.dtype))
+        torch.testing.assert_close(f.Vh.norm(dim=1), torch.ones(5, dtype=W.dtype))
+        assert bool((f.S > 0).all())

@@ -57,18 +57,30 @@ def _positive(d: torch.Tensor) -> torch.Tensor:
     return torch.where(d > 0, d, floor)
 
 
+def _balanced(U: torch.Tensor, S: torch.Tensor, Vh: torch.Tensor) -> LowRank:
+    """The same product ``U diag(S) Vh`` with unit-norm columns of U and rows of Vh, the scale
+    moved into S. The data-aware methods unscale one factor, which leaves it far from the
+    size of the other (whitening's ``V^T L^{-1}`` has entries about 1/sqrt(tokens) times
+    plain SVD's); a trainer such as Adam moves every entry by about its learning rate, so
+    fine-tuning needs factors of comparable size. S keeps the order of the truncation."""
+    cu, rv = U.norm(dim=-2), Vh.norm(dim=-1)  # (k,), (k,)
+    cu, rv = torch.where(cu > 0, cu, 1.0), torch.where(rv > 0, rv, 1.0)
+    return LowRank(U / cu, S * cu * rv, Vh / rv[:, None])
+
+
 @checked
 def asvd(W, rank: int, *, abs_mean, alpha: float = 0.5) -> LowRank:
     """ASVD: truncate ``W diag(s)`` with ``s = abs_mean ** alpha``, then unscale the columns.
 
     ``abs_mean`` (in,): the mean |x| of each input channel on calibration data; ``alpha``:
-    0 gives plain SVD, the authors use 0.5. Returns ``LowRank(U, S, Vh / s)`` (Vh then no
-    longer has orthonormal rows), in W's dtype.
+    0 gives plain SVD, the authors use 0.5. Returns ``U diag(S) (Vh / s)`` as a LowRank in
+    W's dtype, its factors rescaled to unit-norm columns and rows (Vh no longer has
+    orthogonal rows).
     """
     W, rank = _weight(W, rank)  # alpha: a number in [0, 2] (the parameter table)
     s = _positive(_per_channel(abs_mean, W.shape[1], "abs_mean", W)) ** alpha  # (in,)
     U, S, Vh = truncated_svd(W.double() * s, rank)  # (out, r), (r,), (r, in)
-    return LowRank(U, S, Vh / s).to(W.dtype)
+    return _balanced(U, S, Vh / s).to(W.dtype)
 
 
 def cholesky_shifted(xtx: torch.Tensor, name: str = "xtx") -> tuple[torch.Tensor, float]:
@@ -104,8 +116,8 @@ def whiten(W, rank: int, *, xtx, name: str = "W") -> LowRank:
     ``||X (W - W')^T||_F`` on the calibration inputs X, given ``xtx = X^T X`` (in, in).
 
     ``W L = U S V^T`` with ``X^T X = L L^T``; ``W' = U_r S_r (V_r^T L^{-1})``, the last
-    factor by a triangular solve. Returns ``LowRank(U_r, S_r, V_r^T L^{-1})`` in W's dtype;
-    computed in float64. ``name`` labels the warning if X^T X needs a shift.
+    factor by a triangular solve. Returns that product as a LowRank in W's dtype (computed
+    in float64), its factors rescaled to unit-norm columns and rows. ``name`` labels the warning if X^T X needs a shift.
     """
     W, rank = _weight(W, rank)
     n = W.shape[1]
@@ -116,7 +128,7 @@ def whiten(W, rank: int, *, xtx, name: str = "W") -> LowRank:
     U, S, Vh = truncated_svd(W.double() @ L, rank)  # (out, r), (r,), (r, in)
     # V_r^T L^{-1} = (L^{-T} V_r)^T: solve the upper-triangular system L^T Y = V_r
     Y = torch.linalg.solve_triangular(L.mT, Vh.mT, upper=True)  # (in, r)
-    return LowRank(U, S, Y.mT).to(W.dtype)
+    return _balanced(U, S, Y.mT).to(W.dtype)
 
 
 @checked
@@ -126,7 +138,7 @@ def fwsvd(W, rank: int, *, fisher, side: str = "output") -> LowRank:
     (``side="input"``, d_j from column j). ``fisher`` (out, in): accumulated squared
     gradients of W on calibration data (see :func:`lrkit.nn.calibrate`). Exact for the
     weighted objective: the weighted error is the tail of the singular values of the
-    scaled W. Returns a LowRank in W's dtype.
+    scaled W. Returns a LowRank in W's dtype, factors rescaled to unit-norm columns and rows.
     """
     W, rank = _weight(W, rank)
     F = as_tensor(fisher, "fisher").to(device=W.device, dtype=torch.float64)
@@ -137,10 +149,10 @@ def fwsvd(W, rank: int, *, fisher, side: str = "output") -> LowRank:
     if side == "output":
         d = _positive(F.sum(1).sqrt())  # (out,)
         U, S, Vh = truncated_svd(d[:, None] * W.double(), rank)
-        return LowRank(U / d[:, None], S, Vh).to(W.dtype)
+        return _balanced(U / d[:, None], S, Vh).to(W.dtype)
     d = _positive(F.sum(0).sqrt())  # (in,)
     U, S, Vh = truncated_svd(W.double() * d, rank)
-    return LowRank(U, S, Vh / d).to(W.dtype)
+    return _balanced(U, S, Vh / d).to(W.dtype)
 
 
 NEEDS = {"asvd": ("abs_mean",), "whiten": ("xtx",), "fwsvd": ("fisher",)}
