@@ -117,7 +117,8 @@ def whiten(W, rank: int, *, xtx, name: str = "W") -> LowRank:
 
     ``W L = U S V^T`` with ``X^T X = L L^T``; ``W' = U_r S_r (V_r^T L^{-1})``, the last
     factor by a triangular solve. Returns that product as a LowRank in W's dtype (computed
-    in float64), its factors rescaled to unit-norm columns and rows. ``name`` labels the warning if X^T X needs a shift.
+    in float64), its factors rescaled to unit-norm columns and rows. ``name`` labels the
+    warning if X^T X needs a shift.
     """
     W, rank = _weight(W, rank)
     n = W.shape[1]

@@ -215,8 +215,22 @@ def compress_model(
         next-token loss of a causal language model).
     allocation : how ``param_ratio`` is shared among the Linear layers: None or
         ``"uniform"`` (each keeps that fraction), ``"whiten"`` (one global threshold on the
-        whitened spectra, :func:`lrkit.nn.allocate_ranks`; needs ``calibration``), or a
-        dict ``{name: rank}``.
+        whitened spectra), ``"fisher"`` (on the Fisher-weighted spectra, a second-order
+        estimate of the loss), ``"sensitivity"`` (each layer's measured increase of the
+        calibration loss at a few fractions, ASVD's: costs layers x 4 passes over the
+        calibration data), all by :func:`lrkit.nn.allocate_ranks` and needing
+        ``calibration``; or a dict ``{name: rank}`` (e.g. a :class:`RankAllocation`). The
+        allocation used is ``report.allocation``.
+    sequential : calibrate and compress one block at a time (``True``: the
+        ``nn.ModuleList`` holding most selected Linears, e.g. ``model.layers``; or its
+        name), each block's statistics taken on the outputs of the blocks already
+        compressed (:func:`lrkit.nn.calibrate_blocks`), as SVD-LLM and GPTQ do. Memory holds
+        one block's activations and statistics, so this is how the same call scales to a
+        model whose statistics do not fit at once; with ``inplace=True`` the model is
+        compressed as the blocks go (an error midway leaves the earlier blocks compressed).
+        For ``asvd`` and ``whiten``. It re-weights each truncation by the inputs the block
+        now sees; it does not ask the block to undo the errors before it, so it need not
+        beat the one-pass statistics (on lrkit's shipped Llama it does not).
     inplace : compress ``model`` itself instead of a deep copy.
     progress : show a progress bar (tqdm) over the layers.
     method_kwargs : passed to the Linear method (``seed=``, ``bits_left=``, ...).
