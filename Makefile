@@ -13,6 +13,9 @@ PY := $(VENV)/bin/python
 #   make venv TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu124"
 TORCH_SPEC ?= torch==2.13.0
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+# Worked solutions, one notebook per lesson; `make test` executes them with the lessons
+# (pytest is given the whole notebooks/ folder).
+SOLUTIONS := $(sort $(wildcard notebooks/solutions/[0-9][0-9]_*.ipynb))
 
 # Writes build/html/index.html, a list of the rendered notebooks.
 define HTML_INDEX
@@ -46,7 +49,7 @@ venv: $(VENV)/.installed
 lab: venv
 	$(VENV)/bin/jupyter lab notebooks/ $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
-# Everything CI runs: unit tests, every notebook executed by nbval, lint.
+# Everything CI runs: unit tests, every notebook (lessons and solutions) executed by nbval, lint.
 test: venv
 	$(VENV)/bin/ruff check lrkit tests benchmarks notebooks
 	$(VENV)/bin/ruff format --check lrkit tests benchmarks notebooks
@@ -62,7 +65,7 @@ lint: venv
 
 # Strip outputs and execution counts so notebooks are stored clean.
 notebooks-clean: venv
-	$(VENV)/bin/jupyter nbconvert --clear-output --inplace $(NOTEBOOKS)
+	$(VENV)/bin/jupyter nbconvert --clear-output --inplace $(NOTEBOOKS) $(SOLUTIONS)
 
 html: venv
 	mkdir -p build/html
