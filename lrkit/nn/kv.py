@@ -1,0 +1,345 @@
+"""Latent KV attention: cache a low-rank latent of each token instead of its keys and values.
+
+Chang et al., "Palu: KV-Cache Compression with Low-Rank Projection" (2024, arXiv:2407.21118).
+The key projection ``K = x W_k^T`` (W_k: (kv_heads * d, hidden)) is factored per group of
+KV heads, ``W_k,g ~ B_g A_g`` with ``A_g`` (r_g, hidden) and ``B_g`` (group_size * d, r_g):
+
+    latent  h_g = x A_g^T               (r_g numbers per token: what the cache stores)
+    keys    K_g = h_g B_g^T             (rebuilt on the fly, then rotated by RoPE)
+
+and the same for values, with a latent of their own. RoPE turns with the position, so it
+cannot be folded into B_g: the cache holds the latent *before* RoPE and the rebuilt keys
+are rotated at their positions (the model hands every position's rotary table to its
+attention, see ``lrkit.llm``). Values need no rotation, and attention weights are linear
+in them: ``sum_s p_ts (h_s B^T) = (sum_s p_ts h_s) B^T``, so each head's slice of B_v
+folds into that head's slice of o_proj (Palu's matrix fusion): attention runs over the
+value latents themselves and V is never rebuilt (``fold_v=True``, exact up to rounding).
+
+Group-head decomposition (Palu's G-LRD): ``group_size`` KV heads share one factorization,
+so ``group_size=1`` is one latent per head (M-LRD), ``group_size=kv_heads`` one latent for
+all (J-LRD), in between groups. A joint latent sees what heads have in common and keeps
+the most for a given cache size; the price is that rebuilding one head's keys reads the
+group's whole latent: ``S * r_g * group_size * d`` multiply-adds per group for S cached
+positions, ``group_size`` times the per-head cost at equal total rank.
+
+K and V get separate latents, as in Palu: K is rebuilt (for RoPE) and V is folded, so they
+are used differently; their errors act differently (K's through the softmax, V's
+linearly), so a shared latent would need a weighting of the two that calibration data does
+not give; and each factorization is then the best of its own rank (Eckart-Young, or
+SVD-LLM's whitened objective via :func:`lrkit.nn.whiten`).
+
+Initialisation (:func:`compress_kv`): the plain truncated SVD of each group's rows of
+k_proj (v_proj), or SVD-LLM whitening by the inputs' ``X^T X`` (k_proj and v_proj read the
+same normed hidden states), which minimizes the error of the group's keys (values) on the
+calibration tokens. The singular values go into B (the up-projection).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..core._params import checked
+from ..matrix.svd import truncated_svd
+from .aware import cholesky_shifted, whiten
+
+__all__ = ["LatentKVAttention", "compress_kv"]
+
+
+def _rope(x, cos, sin):
+    """Rotary embedding, "rotate half" layout (Hugging Face's and lrkit.llm's).
+    x (B, h, S, d), cos and sin (S, d)."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos + torch.cat([-x2, x1], dim=-1) * sin
+
+
+def _causal(q, k, v):
+    """Attention of the T new queries (the last T of S positions) over every earlier
+    position and themselves. q (B, h, T, d), k (B, h, S, d), v (B, h, S, dv)."""
+    T, S = q.shape[2], k.shape[2]
+    if S == T:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(diagonal=S - T)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+class LatentKVAttention(nn.Module):
+    """Grouped-query attention whose cache holds low-rank latents of K and V (Palu).
+
+    Parameters
+    ----------
+    q_proj, o_proj : the query and output ``nn.Linear`` (held as given).
+    k_down, v_down : per group g, ``A_g`` (r_g, hidden): the down-projections.
+    k_up, v_up : per group g, ``B_g`` (group_size * head_dim, r_g): the up-projections.
+    heads, kv_heads, group_size : query heads, KV heads, KV heads per group (dividing
+        kv_heads); ``head_dim`` follows from the up-projections.
+    fold_v : attend over the value latents and fold B_v into o_proj (module docstring);
+        False rebuilds V per head first. Both give the same output up to rounding.
+
+    Called as lrkit's Llama calls its attention, ``forward(x, cos, sin, cache, layer)``,
+    it stores per layer ``(latent_k, latent_v)``, shapes (batch, positions, r_k) and
+    (batch, positions, r_v), in the model's cache. :meth:`dense_weights` gives the k_proj
+    and v_proj weights it computes with, the reference it must agree with.
+    """
+
+    def __init__(
+        self, q_proj: nn.Linear, o_proj: nn.Linear, k_down, k_up, v_down, v_up, *,
+        heads: int, kv_heads: int, group_size: int, fold_v: bool = True,
+    ):  # fmt: skip
+        super().__init__()
+        groups = kv_heads // group_size
+        if kv_heads % group_size or heads % kv_heads:
+            raise ValueError(
+                f"group_size (={group_size}) must divide kv_heads (={kv_heads}), which must "
+                f"divide heads (={heads})"
+            )
+        for name, parts in (("k_down", k_down), ("k_up", k_up), ("v_down", v_down), ("v_up", v_up)):
+            if len(parts) != groups:
+                raise ValueError(
+                    f"{name} must hold one matrix per group ({groups}); got {len(parts)}"
+                )
+        self.h, self.kv, self.group_size, self.groups = heads, kv_heads, group_size, groups
+        self.d = k_up[0].shape[0] // group_size
+        self.k_ranks = tuple(int(a.shape[0]) for a in k_down)
+        self.v_ranks = tuple(int(a.shape[0]) for a in v_down)
+        self.fold_v = fold_v
+        self.q_proj, self.o_proj = q_proj, o_proj
+        w = q_proj.weight
+        # one down-projection per kind: the groups' A_g stacked, so one matmul makes all latents
+        self.k_down = nn.Parameter(torch.cat(list(k_down)).to(w).detach().clone())  # (r_k, hidden)
+        self.v_down = nn.Parameter(torch.cat(list(v_down)).to(w).detach().clone())  # (r_v, hidden)
+        self.k_up = nn.ParameterList(nn.Parameter(b.to(w).detach().clone()) for b in k_up)
+        self.v_up = nn.ParameterList(nn.Parameter(b.to(w).detach().clone()) for b in v_up)
+
+    # -- what it computes with ------------------------------------------------------------
+    def dense_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The k_proj and v_proj weights this layer computes with, (kv_heads * d, hidden)
+        each: the groups' ``B_g A_g`` stacked (the slow, obviously correct reference)."""
+
+        def dense(down, ups, ranks):
+            parts = down.split(list(ranks))  # A_g (r_g, hidden)
+            return torch.cat([b @ a for b, a in zip(ups, parts, strict=True)])
+
+        return (
+            dense(self.k_down, self.k_up, self.k_ranks),
+            dense(self.v_down, self.v_up, self.v_ranks),
+        )
+
+    @property
+    def cache_bits_per_token(self) -> int:
+        """Bits one token adds to this layer's cache: both latents at the parameters' width."""
+        return (sum(self.k_ranks) + sum(self.v_ranks)) * self.k_down.element_size() * 8
+
+    # -- the seam: lrkit.llm's attention signature -------------------------------------------
+    def forward(self, x, cos, sin, cache=None, layer: int = 0):
+        """x (B, T, hidden); cos, sin (past + T, d) for every position; returns (B, T, hidden)."""
+        B, T, _ = x.shape
+        q = self.q_proj(x).view(B, T, self.h, self.d).transpose(1, 2)  # (B, h, T, d)
+        q = _rope(q, cos[-T:], sin[-T:])
+        hk, hv = x @ self.k_down.T, x @ self.v_down.T  # (B, T, r_k), (B, T, r_v)
+        if cache is not None:
+            hk, hv = cache.update(layer, hk, hv)  # (B, S, r_k), (B, S, r_v), S = past + T
+        S = hk.shape[1]
+        rep = self.h // self.kv  # query heads per KV head
+        nq = self.group_size * rep  # query heads per group
+        out = 0.0
+        ys = []
+        for g, (hk_g, hv_g) in enumerate(
+            zip(hk.split(list(self.k_ranks), -1), hv.split(list(self.v_ranks), -1), strict=True)
+        ):
+            # keys of the group's heads, rebuilt from the latent, then rotated at their positions
+            k = (hk_g @ self.k_up[g].T).view(B, S, self.group_size, self.d).transpose(1, 2)
+            k = _rope(k, cos, sin).repeat_interleave(rep, dim=1)  # (B, nq, S, d)
+            q_g = q[:, g * nq : (g + 1) * nq]  # (B, nq, T, d): query heads of this group
+            if self.fold_v:
+                r = hv_g.shape[-1]
+                lat = hv_g[:, None].expand(B, nq, S, r)  # (B, nq, S, r_v,g): shared by the group
+                y = _causal(q_g, k, lat)  # (B, nq, T, r_v,g): attention-weighted latents
+                # head j's B_v slice times its o_proj columns: (nq, r_v,g, hidden)
+                up = self.v_up[g].view(self.group_size, self.d, r).repeat_interleave(rep, 0)
+                wo = self.o_proj.weight[:, g * nq * self.d : (g + 1) * nq * self.d]
+                fused = torch.einsum("ojd,jdr->jro", wo.view(-1, nq, self.d), up)
+                out = out + torch.einsum("bjtr,jro->bto", y, fused)  # (B, T, hidden)
+            else:
+                v = (hv_g @ self.v_up[g].T).view(B, S, self.group_size, self.d).transpose(1, 2)
+                ys.append(_causal(q_g, k, v.repeat_interleave(rep, dim=1)))  # (B, nq, T, d)
+        if not self.fold_v:
+            y = torch.cat(ys, dim=1)  # (B, h, T, d)
+            return self.o_proj(y.transpose(1, 2).reshape(B, T, self.h * self.d))
+        if self.o_proj.bias is not None:
+            out = out + self.o_proj.bias
+        return out
+
+    def extra_repr(self) -> str:
+        return (
+            f"heads={self.h}, kv_heads={self.kv}, head_dim={self.d}, "
+            f"group_size={self.group_size}, k_ranks={self.k_ranks}, v_ranks={self.v_ranks}, "
+            f"fold_v={self.fold_v}"
+        )
+
+
+# -- one call: compress a model's KV cache ---------------------------------------------------
+def _attentions(model) -> list[tuple[str, nn.Module]]:
+    """The attention modules of ``model``: those holding q_proj, k_proj, v_proj, o_proj."""
+    found = [
+        (name, m)
+        for name, m in model.named_modules()
+        if all(
+            isinstance(getattr(m, p, None), nn.Linear)
+            for p in ("q_proj", "k_proj", "v_proj", "o_proj")
+        )
+    ]
+    if not found:
+        raise ValueError(
+            "compress_kv found no attention module holding q_proj, k_proj, v_proj and o_proj "
+            "Linears (lrkit's Llama has one per block; a model compressed once has none left)"
+        )
+    return found
+
+
+def _split(rank: int, groups: int) -> list[int]:
+    """rank spread over groups as evenly as integers allow (the first ones get the rest)."""
+    return [rank // groups + (g < rank % groups) for g in range(groups)]
+
+
+def _xtx_for(stats, name: str):
+    for proj in ("k_proj", "v_proj"):  # the same inputs: either one's X^T X will do
+        st = stats.get(f"{name}.{proj}")
+        if st is not None and getattr(st, "xtx", None) is not None:
+            return st.xtx
+    raise ValueError(
+        f"calibration statistics hold no X^T X for {name}.k_proj or {name}.v_proj; collect "
+        f"them with lrkit.nn.calibrate(model, data, stats=('xtx',))"
+    )
+
+
+@checked
+def compress_kv(
+    model: nn.Module,
+    *,
+    rank: int | None = None,
+    ratio: float | None = None,
+    group_size: int | None = None,
+    method: str = "whiten",
+    calibration=None,
+    bits: int | None = None,
+    allocation: str = "uniform",
+    fold_v: bool = True,
+    inplace: bool = False,
+    progress: bool = False,
+) -> nn.Module:
+    """A copy of ``model`` whose attention caches low-rank latents of K and V (Palu).
+
+    Every attention module holding q_proj, k_proj, v_proj and o_proj (lrkit's Llama) becomes
+    a :class:`LatentKVAttention`; the model's own cache (``model.new_cache()``, used by
+    ``lrkit.llm.generate``) then holds ``r_k + r_v`` numbers per token and layer instead of
+    ``2 * kv_heads * head_dim``, and its ``nbits`` counts them.
+
+    Parameters
+    ----------
+    rank : latent width of K (and of V) per layer, ``1 <= rank <= kv_heads * head_dim``
+        (the K/V width; at the full width and ``method="svd"`` the model is unchanged up to
+        rounding), spread over the head groups as evenly as integers allow.
+    ratio : instead of rank, the fraction of the K/V width kept: rank = round(ratio *
+        width), at least 1. Give exactly one of the two.
+    group_size : KV heads per group, dividing ``num_key_value_heads``: 1 is one latent per
+        head, None (default) or all heads one joint latent (module docstring).
+    method : ``"whiten"`` (SVD-LLM whitening by the inputs' X^T X, needs ``calibration``)
+        or ``"svd"`` (plain truncated SVD of the weights; ignores ``calibration``).
+    calibration : token ids (B, T) or an iterable of batches, run through ``model`` by
+        :func:`lrkit.nn.calibrate`; or the dict that function returns, holding ``xtx`` of
+        each attention's k_proj (or v_proj).
+    bits : quantization of the latents; not yet supported (None).
+    allocation : ``"uniform"``: the same rank in every layer.
+    fold_v : fold V's up-projection into o_proj (see :class:`LatentKVAttention`).
+    inplace : change ``model`` itself instead of a copy.
+    progress : show the calibration's progress bar.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    if bits is not None:
+        raise NotImplementedError("latent quantization (bits=) is not implemented yet")
+    cfg = getattr(model, "config", None)
+    try:
+        heads, kv, d = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+    except AttributeError:
+        raise TypeError(
+            "model must have a config with num_attention_heads, num_key_value_heads and "
+            "head_dim (lrkit's Llama)"
+        ) from None
+    attns = _attentions(model)
+    width, hidden = kv * d, attns[0][1].k_proj.in_features
+    if (rank is None) == (ratio is None):
+        raise ValueError(f"give exactly one of rank= and ratio=; got rank={rank}, ratio={ratio}")
+    if ratio is not None:
+        rank = max(1, round(ratio * width))
+    if rank > width:
+        raise ValueError(
+            f"rank (={rank}) must be <= the K/V width num_key_value_heads * head_dim = {width}"
+        )
+    group_size = kv if group_size is None else group_size
+    if kv % group_size:
+        raise ValueError(f"group_size (={group_size}) must divide the number of KV heads (={kv})")
+    groups = kv // group_size
+    if rank < groups:
+        raise ValueError(
+            f"rank (={rank}) must be >= the number of head groups kv_heads / group_size "
+            f"= {groups}: each group needs a latent of rank >= 1"
+        )
+    ranks = _split(rank, groups)
+    if max(ranks) > hidden:
+        raise ValueError(
+            f"rank per group (={max(ranks)}) must be <= hidden_size = {hidden}: a latent of "
+            f"x cannot be wider than x"
+        )
+    if method == "whiten":
+        if calibration is None:
+            raise ValueError(
+                "method='whiten' needs calibration= (token ids, or the statistics of "
+                "lrkit.nn.calibrate); method='svd' needs none"
+            )
+        if isinstance(calibration, dict):
+            stats = calibration
+        else:
+            from .calibrate import calibrate
+
+            names = [f"{n}.k_proj" for n, _ in attns]
+            stats = calibrate(
+                model, calibration, target_modules=names, stats=("xtx",), progress=progress
+            )
+        xtxs = {}
+        for n, _ in attns:  # one shift per layer (its K and V groups share the inputs)
+            xtx = _xtx_for(stats, n).to(torch.float64)
+            _, shift = cholesky_shifted(xtx, f"{n} (k_proj and v_proj inputs)")
+            xtxs[n] = xtx + shift * torch.eye(xtx.shape[0], dtype=xtx.dtype, device=xtx.device)
+    new = model if inplace else copy.deepcopy(model)
+    modules = dict(new.named_modules())
+    rows = group_size * d
+    for name, _ in attns:
+        attn = modules[name]
+        factors = {}
+        for kind in ("k", "v"):
+            W = getattr(attn, f"{kind}_proj").weight.detach().double()  # (width, hidden)
+            downs, ups = [], []
+            for g, r in enumerate(ranks):
+                W_g = W[g * rows : (g + 1) * rows]  # (group_size * d, hidden): the group's heads
+                if method == "svd":
+                    lr = truncated_svd(W_g, r)
+                else:
+                    xtx = xtxs[name].to(W_g.device)
+                    lr = whiten(W_g, r, xtx=xtx, name=f"{name}.{kind}_proj group {g}")
+                downs.append(lr.Vh)  # A_g (r, hidden)
+                ups.append(lr.U * lr.S)  # B_g (group_size * d, r): singular values in B
+            factors[kind] = (downs, ups)
+        latent = LatentKVAttention(
+            attn.q_proj, attn.o_proj, factors["k"][0], factors["k"][1],
+            factors["v"][0], factors["v"][1], heads=heads, kv_heads=kv,
+            group_size=group_size, fold_v=fold_v,
+        )  # fmt: skip
+        latent.train(attn.training)
+        parent, _, child = name.rpartition(".")
+        setattr(modules[parent] if parent else new, child, latent)
+    return new
