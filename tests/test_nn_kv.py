@@ -1,0 +1,257 @@
+"""Latent KV attention (Palu) and compress_kv: exactness of the latent cache, folding, bytes.
+
+Tolerances: the latent path computes ``(x A^T) B^T`` where its reference computes
+``x (B A)^T``, and reads cached latents where the reference recomputes them. Re-associating
+a float32 product over n inner terms moves it by at most ~n eps32 of its size (Higham's
+gamma_n), and each of the model's layers adds its own such error; so logits agree to
+``n * layers * eps32 * max|logits|`` with n the widest inner dimension (the hidden size).
+Measured agreement is a few eps32 of max|logits|, far inside that bound.
+"""
+
+import copy
+
+import pytest
+import torch
+
+from lrkit.llm import KVCache, Llama, LlamaConfig, generate, load_tiny, perplexity
+from lrkit.llm.data import load_ids, load_text
+from lrkit.nn import LatentKVAttention, calibrate, compress_kv
+
+EPS32 = torch.finfo(torch.float32).eps
+
+
+def tiny(seed=0, context=64, kv_heads=4):
+    """8 query heads, 4 KV heads of 8 dims (K, V 32 wide), hidden 64, 2 layers."""
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=8,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=context,
+    )
+    model = Llama(cfg).eval()
+    with torch.no_grad():
+        for p in model.parameters():  # larger than the training init, so differences show
+            p.normal_(0, 0.1)
+    return model
+
+
+def ids(B=2, T=40, seed=1):
+    return torch.randint(0, 258, (B, T), generator=torch.Generator().manual_seed(seed))
+
+
+def tol(model, logits):
+    """The bound of the module docstring: hidden * layers * eps32 * max|logits|."""
+    cfg = model.config
+    return cfg.hidden_size * cfg.num_hidden_layers * EPS32 * float(logits.abs().max())
+
+
+def dense_reference(latent_model, original):
+    """``original`` with each k_proj, v_proj replaced by the dense product of the latent
+    model's factors: what caching the latent must reproduce exactly."""
+    ref = copy.deepcopy(original)
+    with torch.no_grad():
+        for blk, ref_blk in zip(latent_model.model.layers, ref.model.layers, strict=True):
+            Wk, Wv = blk.self_attn.dense_weights()
+            ref_blk.self_attn.k_proj.weight.copy_(Wk)
+            ref_blk.self_attn.v_proj.weight.copy_(Wv)
+    return ref
+
+
+def run_cached(model, x, first=10):
+    """Logits of x fed as a prompt of ``first`` tokens then one token at a time, and the cache."""
+    cache = model.new_cache()
+    parts = [model(x[:, :first], cache)]
+    parts += [model(x[:, t : t + 1], cache) for t in range(first, x.shape[1])]
+    return torch.cat(parts, dim=1), cache
+
+
+@pytest.mark.parametrize("group_size", [1, 2, 4])
+@pytest.mark.parametrize("method", ["svd", "whiten"])
+def test_latent_path_equals_dense_product_with_and_without_cache(device, group_size, method):
+    model = tiny().to(device)
+    x = ids().to(device)
+    small = compress_kv(
+        model, rank=12, group_size=group_size, method=method, calibration=ids(B=8, T=64, seed=2)
+    )  # 12 of 32: 3 per group with 4 groups, 6 with 2, 12 joint
+    attn = small.model.layers[0].self_attn
+    assert isinstance(attn, LatentKVAttention)
+    assert sum(attn.k_ranks) == sum(attn.v_ranks) == 12 and len(attn.k_ranks) == 4 // group_size
+    ref = dense_reference(small, model)
+    with torch.no_grad():
+        want = ref(x)
+        got = small(x)
+        cached, cache = run_cached(small, x)
+        dense = model(x)
+    torch.testing.assert_close(got, want, rtol=0, atol=tol(model, want))
+    torch.testing.assert_close(cached, want, rtol=0, atol=tol(model, want))
+    assert len(cache) == x.shape[1] and cache.layers[0][0].shape == (2, x.shape[1], 12)
+    # the factors are a real approximation: at rank 12 of 32 the model has changed
+    assert float((got - dense).abs().max()) > 100 * tol(model, want)
+
+
+@pytest.mark.parametrize("group_size", [1, 2, 4])
+def test_folded_v_equals_unfolded(group_size):
+    model = tiny()
+    x = ids()
+    small = compress_kv(model, rank=10, group_size=group_size, method="svd")  # uneven 3,3,2,2
+    with torch.no_grad():
+        folded = small(x)
+        folded_cached, _ = run_cached(small, x)
+        for blk in small.model.layers:
+            blk.self_attn.fold_v = False
+        unfolded = small(x)
+        unfolded_cached, _ = run_cached(small, x)
+    torch.testing.assert_close(folded, unfolded, rtol=0, atol=tol(model, unfolded))
+    torch.testing.assert_close(folded_cached, unfolded_cached, rtol=0, atol=tol(model, unfolded))
+
+
+@pytest.mark.parametrize("method", ["svd", "whiten"])
+@pytest.mark.parametrize("group_size", [1, 4])
+def test_full_rank_gives_the_dense_model(method, group_size):
+    model = tiny()
+    x = ids()
+    small = compress_kv(
+        model, rank=32, group_size=group_size, method=method, calibration=ids(B=8, T=64, seed=2)
+    )
+    with torch.no_grad():
+        want = model(x)
+        torch.testing.assert_close(small(x), want, rtol=0, atol=tol(model, want))
+        torch.testing.assert_close(run_cached(small, x)[0], want, rtol=0, atol=tol(model, want))
+
+
+def test_greedy_generation_with_latent_cache_equals_recompute():
+    small = compress_kv(tiny(), ratio=0.5, method="svd")
+    prompt = ids(B=1, T=8)[0]
+    a = generate(small, prompt, max_new_tokens=24, temperature=0)
+    b = generate(small, prompt, max_new_tokens=24, temperature=0, use_cache=False)
+    assert torch.equal(a, b) and a.shape == (32,)
+
+
+@pytest.mark.parametrize("group_size", [1, 2, 4])
+def test_cache_bits_equal_the_formula(group_size):
+    model = tiny()
+    B, T = 3, 20
+    dense_cache = model.new_cache()
+    small = compress_kv(model, rank=10, group_size=group_size, method="svd")
+    latent_cache = small.new_cache()
+    with torch.no_grad():
+        model(ids(B=B, T=T), dense_cache)
+        small(ids(B=B, T=T), latent_cache)
+    cfg, layers = model.config, model.config.num_hidden_layers
+    # dense: K and V, every KV head, head_dim float32 numbers per token and layer
+    assert dense_cache.nbits == B * T * layers * 2 * cfg.num_key_value_heads * cfg.head_dim * 32
+    # latent: r_k + r_v float32 numbers per token and layer, whatever the grouping
+    assert latent_cache.nbits == B * T * layers * (10 + 10) * 32
+    per_token = sum(b.self_attn.cache_bits_per_token for b in small.model.layers)
+    assert latent_cache.nbits == B * T * per_token
+    half = compress_kv(model, ratio=0.5, method="svd").new_cache()
+    with torch.no_grad():
+        small_half = compress_kv(model, ratio=0.5, method="svd")
+        small_half(ids(B=B, T=T), half)
+    assert 2 * half.nbits == dense_cache.nbits
+
+
+def test_the_callers_model_is_untouched_unless_inplace():
+    model = tiny()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    small = compress_kv(model, rank=8, method="whiten", calibration=ids(B=8, T=64, seed=2))
+    assert small is not model
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not any(isinstance(m, LatentKVAttention) for m in model.modules())
+    assert small.lm_head.weight is small.model.embed_tokens.weight  # still tied in the copy
+    same = compress_kv(model, rank=8, method="svd", inplace=True)
+    assert same is model and isinstance(model.model.layers[1].self_attn, LatentKVAttention)
+
+
+def test_the_seam_mixes_attentions_per_layer_and_the_cache_owns_its_length():
+    model = tiny()
+    x = ids(T=30)
+    small = compress_kv(model, rank=16, method="svd")
+    mixed = copy.deepcopy(model)
+    mixed.model.layers[1].self_attn = small.model.layers[1].self_attn  # one layer latent
+    with torch.no_grad():
+        want = mixed(x)
+        got, cache = run_cached(mixed, x)
+    torch.testing.assert_close(got, want, rtol=0, atol=tol(model, want))
+    assert cache.length(0) == cache.length(1) == len(cache) == 30
+    assert cache.layers[0][0].shape == (2, 4, 30, 8)  # keys after RoPE, per KV head
+    assert cache.layers[1][0].shape == (2, 30, 16)  # the latent of K, before RoPE
+    fresh = KVCache()
+    with pytest.raises(ValueError, match=r"layer \(=2\) must be <= 0"):
+        fresh.update(2, torch.zeros(1, 1, 1))
+    fresh.update(0, torch.zeros(1, 1, 1), torch.zeros(1, 1, 1))
+    with pytest.raises(ValueError, match="layer 0 caches 2 tensors; update gave 1"):
+        fresh.update(0, torch.zeros(1, 1, 1))
+
+
+def test_bad_input_is_refused_clearly():
+    model = tiny()
+    with pytest.raises(ValueError, match=r"rank \(=33\) must be <= the K/V width .* = 32"):
+        compress_kv(model, rank=33, method="svd")
+    with pytest.raises(ValueError, match=r"rank \(=0\) must be >= 1"):
+        compress_kv(model, rank=0, method="svd")
+    with pytest.raises(
+        ValueError, match=r"group_size \(=3\) must divide the number of KV heads \(=4\)"
+    ):
+        compress_kv(model, rank=8, group_size=3, method="svd")
+    with pytest.raises(ValueError, match=r"rank \(=3\) must be >= the number of head groups"):
+        compress_kv(model, rank=3, group_size=1, method="svd")
+    for bits in (1, 17):
+        with pytest.raises(ValueError, match=rf"bits \(={bits}\) must be in \[2, 16\]"):
+            compress_kv(model, rank=8, method="svd", bits=bits)
+    with pytest.raises(ValueError, match="give exactly one of rank= and ratio="):
+        compress_kv(model, method="svd")
+    with pytest.raises(ValueError, match="give exactly one of rank= and ratio="):
+        compress_kv(model, rank=8, ratio=0.5, method="svd")
+    with pytest.raises(ValueError, match=r"ratio \(=1.5\) must be in \(0, 1\]"):
+        compress_kv(model, ratio=1.5, method="svd")
+    with pytest.raises(ValueError, match="method='whiten' needs calibration="):
+        compress_kv(model, rank=8)
+    with pytest.raises(ValueError, match="no X\\^T X for model.layers.0.self_attn"):
+        compress_kv(model, rank=8, calibration={})
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        compress_kv("model", rank=8, method="svd")
+    with pytest.raises(TypeError, match="rank must be an int; got True"):
+        compress_kv(model, rank=True, method="svd")
+    small = compress_kv(model, rank=8, method="svd")
+    with pytest.raises(ValueError, match="found no attention module"):
+        compress_kv(small, rank=8, method="svd")  # compressed already: no k_proj left
+    with pytest.raises(ValueError, match=r"sequence length 70 exceeds max_position_embeddings"):
+        small(ids(B=1, T=70))  # a prompt longer than the context
+    # calibration too short for the width: warned with the numbers, and whitening still works
+    with pytest.warns(UserWarning) as record:  # and whitening's shift of the singular X^T X
+        compress_kv(model, rank=8, calibration=ids(B=1, T=10))
+    assert any("10 calibration tokens for 64 input channels" in str(w.message) for w in record)
+
+
+def test_calibration_statistics_can_be_given_instead_of_data():
+    model = tiny()
+    data = ids(B=8, T=64, seed=2)
+    stats = calibrate(model, data, stats=("xtx",), progress=False)
+    a = compress_kv(model, rank=8, calibration=stats)
+    b = compress_kv(model, rank=8, calibration=data)
+    x = ids()
+    with torch.no_grad():
+        torch.testing.assert_close(a(x), b(x), rtol=0, atol=0)
+
+
+# The first layer reads embeddings of the few distinct bytes of the calibration text, so its
+# X^T X is singular and whitening shifts it (with this warning): expected here.
+@pytest.mark.filterwarnings("ignore:.*X\\^T X is not positive definite:UserWarning")
+def test_group_size_matters_on_the_shipped_model():
+    """At 25% of the K/V width, a joint latent keeps the model, one per head does not
+    (the issue's measurement on a longer text: 1.18 against 1.81 bits per byte, dense 1.13)."""
+    model, _ = load_tiny()
+    text = load_text("heldout")[:3000]
+    calib = load_ids("calibration")[: 4 * 256].long().view(4, 256)
+    dense = perplexity(model, text, context=256).bits_per_byte
+    joint = compress_kv(model, ratio=0.25, calibration=calib)
+    per_head = compress_kv(model, ratio=0.25, group_size=1, calibration=calib)
+    bpb_joint = perplexity(joint, text, context=256).bits_per_byte
+    bpb_head = perplexity(per_head, text, context=256).bits_per_byte
+    print(f"bits per byte: dense {dense:.4f}, joint {bpb_joint:.4f}, per head {bpb_head:.4f}")
+    assert dense < bpb_joint < bpb_head
+    assert bpb_joint - dense < 0.25 < bpb_head - dense  # measured: 0.10 and 0.89 on this text
