@@ -255,3 +255,74 @@ def test_group_size_matters_on_the_shipped_model():
     print(f"bits per byte: dense {dense:.4f}, joint {bpb_joint:.4f}, per head {bpb_head:.4f}")
     assert dense < bpb_joint < bpb_head
     assert bpb_joint - dense < 0.25 < bpb_head - dense  # measured: 0.10 and 0.89 on this text
+
+
+# -- latent quantization -----------------------------------------------------------------------
+@pytest.mark.parametrize("bits", [2, 3, 4, 8, 16])
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_packed_codes_round_trip(bits, symmetric):
+    from lrkit.nn.kv import _pack, _unpack
+
+    codes = torch.randint(0, 2**bits, (3, 5, 21), generator=torch.Generator().manual_seed(bits))
+    packed = _pack(codes, bits)
+    assert packed.dtype == torch.uint8 and packed.shape == (3, 5, -(-21 * bits // 8))
+    assert torch.equal(_unpack(packed, bits, 21), codes)
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4, 8])
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_quantized_cache_bits_equal_the_formula(bits, symmetric):
+    from lrkit.core.quant import quant_nbits
+
+    model = tiny()
+    B, T, r, g = 2, 12, 10, 4
+    small = compress_kv(
+        model, rank=r, method="svd", bits=bits, quant_group_size=g, symmetric=symmetric
+    )
+    cache = small.new_cache()
+    with torch.no_grad():
+        small(ids(B=B, T=T), cache)
+    # per token and layer, for K and for V: the codes packed into whole bytes, and one
+    # float16 range number per group of 4 (symmetric: R) or two (lo and step)
+    codes = 8 * -(-r * bits // 8)
+    ranges = -(-r // g) * (1 if symmetric else 2) * 16
+    per_token = 2 * (codes + ranges)
+    assert cache.nbits == B * T * model.config.num_hidden_layers * per_token
+    assert small.model.layers[0].self_attn.cache_bits_per_token == per_token
+    # lrkit's quantizer counts the same ranges, and the codes before padding to bytes
+    lrkit_bits = quant_nbits(
+        (1, r), bits, scales="group", group_size=g, symmetric=symmetric, scale_bits=16
+    )
+    assert codes + ranges - lrkit_bits == codes - r * bits < 8
+
+
+def test_quantized_latents_cached_equal_uncached_and_converge_with_bits():
+    # float64: a latent that moves by rounding (cached runs compute it with other shapes)
+    # could cross a boundary between two levels and flip a code; the chance is about
+    # eps / step per entry: ~1e-6 in float32 (a few percent over this test's ~2e4 latent
+    # entries), ~1e-15 in float64
+    model = tiny().double()
+    x = ids()
+    eps64 = torch.finfo(torch.float64).eps
+    errors = []
+    with torch.no_grad():
+        plain = compress_kv(model, rank=16, method="svd")
+        want = plain(x)
+        for bits in (2, 4, 8, 16):
+            q = compress_kv(  # float32 ranges: float16's would floor the error near 2^-11
+                model, rank=16, method="svd", bits=bits, symmetric=False, scale_dtype=torch.float32
+            )
+            got = q(x)
+            cached, _ = run_cached(q, x)
+            # the same quantizer on the same latents, cached or not: only rounding differs
+            bound = tol(model, got) / EPS32 * eps64
+            torch.testing.assert_close(cached, got, rtol=0, atol=bound)
+            errors.append(float((got - want).abs().max()))
+    # each 2 more bits shrink the step 4x: errors fall, and 16 bits is close to float
+    assert errors[0] > errors[1] > errors[2] > errors[3]
+    assert errors[3] < 1e-3 * errors[0]
+    prompt = ids(B=1, T=8)[0]
+    q4 = compress_kv(model, rank=16, method="svd", bits=4)
+    a = generate(q4, prompt, max_new_tokens=16, temperature=0)
+    b = generate(q4, prompt, max_new_tokens=16, temperature=0, use_cache=False)
+    assert torch.equal(a, b)

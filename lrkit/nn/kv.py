@@ -37,12 +37,14 @@ calibration tokens. The singular values go into B (the up-projection).
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from ..core._params import checked
+from ..core.quant import quantize
 from ..matrix.svd import truncated_svd
 from .aware import cholesky_shifted, whiten
 
@@ -66,6 +68,23 @@ def _causal(q, k, v):
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 
+def _pack(codes: torch.Tensor, bits: int) -> torch.Tensor:
+    """b-bit codes (..., r) packed into bytes (..., ceil(r b / 8)), uint8, low bit first."""
+    shifts = torch.arange(bits, device=codes.device)
+    planes = (codes.long()[..., None] >> shifts) & 1  # (..., r, b)
+    planes = planes.flatten(-2)  # (..., r b)
+    planes = F.pad(planes, (0, (-planes.shape[-1]) % 8))  # (..., 8 * nbytes)
+    weights = 1 << torch.arange(8, device=codes.device)
+    return (planes.unflatten(-1, (-1, 8)) * weights).sum(-1).to(torch.uint8)  # (..., nbytes)
+
+
+def _unpack(packed: torch.Tensor, bits: int, r: int) -> torch.Tensor:
+    """Inverse of :func:`_pack`: (..., nbytes) uint8 -> (..., r) int64 codes."""
+    planes = (packed.long()[..., None] >> torch.arange(8, device=packed.device)) & 1
+    planes = planes.flatten(-2)[..., : r * bits].unflatten(-1, (r, bits))  # (..., r, b)
+    return (planes << torch.arange(bits, device=packed.device)).sum(-1)
+
+
 class LatentKVAttention(nn.Module):
     """Grouped-query attention whose cache holds low-rank latents of K and V (Palu).
 
@@ -78,16 +97,25 @@ class LatentKVAttention(nn.Module):
         kv_heads); ``head_dim`` follows from the up-projections.
     fold_v : attend over the value latents and fold B_v into o_proj (module docstring);
         False rebuilds V per head first. Both give the same output up to rounding.
+    bits, quant_group_size, symmetric, scale_dtype : with ``bits`` (2..16), each token's
+        latents are quantized as they enter the cache, by :func:`lrkit.quantize` (one range
+        per ``quant_group_size`` consecutive entries of a token's latent, symmetric
+        ``[-R, R]`` or ``[min, max]``), and stored as packed codes (``ceil(r bits / 8)``
+        bytes per token) plus the ranges at ``scale_dtype``; the tokens being processed
+        go through the same quantizer, so cached and uncached runs agree.
 
     Called as lrkit's Llama calls its attention, ``forward(x, cos, sin, cache, layer)``,
     it stores per layer ``(latent_k, latent_v)``, shapes (batch, positions, r_k) and
-    (batch, positions, r_v), in the model's cache. :meth:`dense_weights` gives the k_proj
+    (batch, positions, r_v), in the model's cache (quantized: ``(codes_k, ranges_k,
+    codes_v, ranges_v)``, positions again on dimension -2). :meth:`dense_weights` gives the k_proj
     and v_proj weights it computes with, the reference it must agree with.
     """
 
     def __init__(
         self, q_proj: nn.Linear, o_proj: nn.Linear, k_down, k_up, v_down, v_up, *,
         heads: int, kv_heads: int, group_size: int, fold_v: bool = True,
+        bits: int | None = None, quant_group_size: int = 32, symmetric: bool = True,
+        scale_dtype: torch.dtype = torch.float16,
     ):  # fmt: skip
         super().__init__()
         groups = kv_heads // group_size
@@ -106,6 +134,8 @@ class LatentKVAttention(nn.Module):
         self.k_ranks = tuple(int(a.shape[0]) for a in k_down)
         self.v_ranks = tuple(int(a.shape[0]) for a in v_down)
         self.fold_v = fold_v
+        self.bits, self.quant_group_size = bits, quant_group_size
+        self.symmetric, self.scale_dtype = symmetric, scale_dtype
         self.q_proj, self.o_proj = q_proj, o_proj
         w = q_proj.weight
         # one down-projection per kind: the groups' A_g stacked, so one matmul makes all latents
@@ -130,8 +160,48 @@ class LatentKVAttention(nn.Module):
 
     @property
     def cache_bits_per_token(self) -> int:
-        """Bits one token adds to this layer's cache: both latents at the parameters' width."""
-        return (sum(self.k_ranks) + sum(self.v_ranks)) * self.k_down.element_size() * 8
+        """Bits one token adds to this layer's cache: both latents at the parameters' width,
+        or quantized, each latent's packed codes (whole bytes) plus its ranges."""
+        bits = 0
+        for r in (sum(self.k_ranks), sum(self.v_ranks)):
+            if self.bits is None:
+                bits += r * self.k_down.element_size() * 8
+            else:
+                ranges = math.ceil(r / self.quant_group_size) * (1 if self.symmetric else 2)
+                bits += 8 * math.ceil(r * self.bits / 8) + ranges * self.scale_dtype.itemsize * 8
+        return bits
+
+    # -- the cache's contents ----------------------------------------------------------------
+    def _encode(self, h: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """What the cache stores of latents h (B, T, r): h itself, or packed codes (B, T,
+        nbytes) and ranges (B, T, ranges per token) at scale_dtype."""
+        if self.bits is None:
+            return (h,)
+        B, T, r = h.shape
+        g = min(self.quant_group_size, r)
+        qm = quantize(
+            h.detach().reshape(B * T, r), self.bits, scales="group", axis=1, group_size=g,
+            symmetric=self.symmetric, scale_dtype=self.scale_dtype,
+        )  # fmt: skip
+        ranges = qm.ranges.to(self.scale_dtype).reshape(B, T, -1)  # exact: stored values
+        return _pack(qm.codes.reshape(B, T, r), self.bits), ranges
+
+    def _decode(self, stored: tuple[torch.Tensor, ...], r: int, dtype) -> torch.Tensor:
+        """Latents (B, S, r) from what :meth:`_encode` stored."""
+        if self.bits is None:
+            return stored[0]
+        packed, ranges = stored
+        B, S, _ = packed.shape
+        g = min(self.quant_group_size, r)
+        n = math.ceil(r / g)  # ranges per token
+        codes = _unpack(packed, self.bits, r).to(dtype)  # (B, S, r)
+        codes = F.pad(codes, (0, n * g - r)).view(B, S, n, g)
+        ranges = ranges.to(dtype).view(B, S, n, -1)  # (B, S, n, 1) R, or (B, S, n, 2) lo, step
+        if self.symmetric:
+            lo, step = -ranges, 2 * ranges / (2**self.bits - 1)
+        else:
+            lo, step = ranges[..., :1], ranges[..., 1:]
+        return (lo + step * codes).view(B, S, n * g)[..., :r]
 
     # -- the seam: lrkit.llm's attention signature -------------------------------------------
     def forward(self, x, cos, sin, cache=None, layer: int = 0):
@@ -140,8 +210,13 @@ class LatentKVAttention(nn.Module):
         q = self.q_proj(x).view(B, T, self.h, self.d).transpose(1, 2)  # (B, h, T, d)
         q = _rope(q, cos[-T:], sin[-T:])
         hk, hv = x @ self.k_down.T, x @ self.v_down.T  # (B, T, r_k), (B, T, r_v)
-        if cache is not None:
-            hk, hv = cache.update(layer, hk, hv)  # (B, S, r_k), (B, S, r_v), S = past + T
+        if self.bits is not None or cache is not None:
+            rk, rv = hk.shape[-1], hv.shape[-1]
+            ek, ev = self._encode(hk), self._encode(hv)
+            if cache is not None:  # (B, S, ...) each, S = past + T
+                stored = cache.update(layer, *ek, *ev)
+                ek, ev = stored[: len(ek)], stored[len(ek) :]
+            hk, hv = self._decode(ek, rk, x.dtype), self._decode(ev, rv, x.dtype)
         S = hk.shape[1]
         rep = self.h // self.kv  # query heads per KV head
         nq = self.group_size * rep  # query heads per group
@@ -178,6 +253,12 @@ class LatentKVAttention(nn.Module):
             f"heads={self.h}, kv_heads={self.kv}, head_dim={self.d}, "
             f"group_size={self.group_size}, k_ranks={self.k_ranks}, v_ranks={self.v_ranks}, "
             f"fold_v={self.fold_v}"
+            + (
+                ""
+                if self.bits is None
+                else f", bits={self.bits}, quant_group_size="
+                f"{self.quant_group_size}, symmetric={self.symmetric}"
+            )
         )
 
 
@@ -226,6 +307,9 @@ def compress_kv(
     method: str = "whiten",
     calibration=None,
     bits: int | None = None,
+    quant_group_size: int = 32,
+    symmetric: bool = True,
+    scale_dtype: torch.dtype = torch.float16,
     allocation: str = "uniform",
     fold_v: bool = True,
     inplace: bool = False,
@@ -252,7 +336,10 @@ def compress_kv(
     calibration : token ids (B, T) or an iterable of batches, run through ``model`` by
         :func:`lrkit.nn.calibrate`; or the dict that function returns, holding ``xtx`` of
         each attention's k_proj (or v_proj).
-    bits : quantization of the latents; not yet supported (None).
+    bits : None keeps the latents at the model's dtype; 2..16 quantizes each token's
+        latents as they enter the cache (see :class:`LatentKVAttention`), with one range
+        per ``quant_group_size`` entries, ``symmetric`` or not, ranges stored at
+        ``scale_dtype``: every code and every range is counted in the cache's ``nbits``.
     allocation : ``"uniform"``: the same rank in every layer.
     fold_v : fold V's up-projection into o_proj (see :class:`LatentKVAttention`).
     inplace : change ``model`` itself instead of a copy.
@@ -260,8 +347,6 @@ def compress_kv(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
-    if bits is not None:
-        raise NotImplementedError("latent quantization (bits=) is not implemented yet")
     cfg = getattr(model, "config", None)
     try:
         heads, kv, d = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
@@ -337,7 +422,8 @@ def compress_kv(
         latent = LatentKVAttention(
             attn.q_proj, attn.o_proj, factors["k"][0], factors["k"][1],
             factors["v"][0], factors["v"][1], heads=heads, kv_heads=kv,
-            group_size=group_size, fold_v=fold_v,
+            group_size=group_size, fold_v=fold_v, bits=bits,
+            quant_group_size=quant_group_size, symmetric=symmetric, scale_dtype=scale_dtype,
         )  # fmt: skip
         latent.train(attn.training)
         parent, _, child = name.rpartition(".")
