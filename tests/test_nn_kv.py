@@ -208,7 +208,9 @@ def test_bad_input_is_refused_clearly():
         compress_kv(model, rank=8, ratio=0.5, method="svd")
     with pytest.raises(ValueError, match=r"ratio \(=1.5\) must be in \(0, 1\]"):
         compress_kv(model, ratio=1.5, method="svd")
-    with pytest.raises(ValueError, match="method='whiten' needs calibration="):
+    with pytest.raises(
+        ValueError, match="method='whiten' with allocation='uniform' needs calibration="
+    ):
         compress_kv(model, rank=8)
     with pytest.raises(ValueError, match="no X\\^T X for model.layers.0.self_attn"):
         compress_kv(model, rank=8, calibration={})
@@ -326,3 +328,52 @@ def test_quantized_latents_cached_equal_uncached_and_converge_with_bits():
     a = generate(q4, prompt, max_new_tokens=16, temperature=0)
     b = generate(q4, prompt, max_new_tokens=16, temperature=0, use_cache=False)
     assert torch.equal(a, b)
+
+
+# -- rank allocation across layers -------------------------------------------------------------
+def test_proportional_ranks_meet_the_budget_in_steps():
+    from lrkit.nn import proportional_ranks
+
+    ranks = proportional_ranks([1, 2, 3, 4], 40, step=4, high=32)
+    assert sum(ranks) == 40 and all(r % 4 == 0 for r in ranks) and ranks == sorted(ranks)
+    # a share above the group's width is capped and the rest shared again among the others
+    ranks = proportional_ranks([100, 1, 1, 1], 64, step=4, high=32)
+    assert ranks[0] == 32 and sum(ranks) == 64 and min(ranks) >= 4
+    # a negligible share still gets the minimum, one step
+    ranks = proportional_ranks([0, 5, 5], 30, step=2, high=32)
+    assert ranks[0] == 2 and sum(ranks) == 30
+    # a budget that is not a multiple of the step is met to within one step
+    ranks = proportional_ranks([3, 1, 1], 31, step=4, high=32)
+    assert 31 - 4 < sum(ranks) <= 31
+    # more than the groups can hold: everyone at the width
+    assert proportional_ranks([1, 2], 100, step=4, high=32) == [32, 32]
+    with pytest.raises(ValueError, match="a budget of 7 ranks cannot give each of the 4 groups"):
+        proportional_ranks([1, 1, 1, 1], 7, step=2, high=32)
+    with pytest.raises(ValueError, match="weights must be >= 0"):
+        proportional_ranks([1, -1], 8, step=1, high=32)
+    with pytest.raises(ValueError, match="weights is empty"):
+        proportional_ranks([], 8, step=1, high=32)
+
+
+@pytest.mark.parametrize(("group_size", "step"), [(1, 2), (4, 4)])
+def test_fisher_allocation_meets_the_cache_budget(group_size, step):
+    model = tiny()
+    data = ids(B=8, T=64, seed=2)
+    rank = 16  # per head (8 wide): 4 each uniformly, so steps of 2 leave room to move
+    small = compress_kv(
+        model, rank=rank, group_size=group_size, allocation="fisher", rank_step=step,
+        calibration=data,
+    )  # fmt: skip
+    attns = [b.self_attn for b in small.model.layers]
+    k_and_v = [r for a in attns for r in a.k_ranks + a.v_ranks]
+    budget = rank * 2 * len(attns)  # the uniform model's cache, per token
+    assert budget - step < sum(k_and_v) <= budget and all(r % step == 0 for r in k_and_v)
+    assert len(set(k_and_v)) > 1  # not uniform: the Fisher information differs
+    cache = small.new_cache()
+    with torch.no_grad():
+        small(ids(B=1, T=10), cache)
+    assert cache.nbits == 10 * sum(k_and_v) * 32
+    with pytest.raises(ValueError, match="no Fisher information for model.layers.0"):
+        compress_kv(model, rank=16, method="svd", allocation="fisher", calibration={})
+    with pytest.raises(ValueError, match="allocation='fisher' needs calibration="):
+        compress_kv(model, rank=16, method="svd", allocation="fisher")

@@ -43,12 +43,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..core._checks import as_tensor
 from ..core._params import checked
 from ..core.quant import quantize
 from ..matrix.svd import truncated_svd
 from .aware import cholesky_shifted, whiten
 
-__all__ = ["LatentKVAttention", "compress_kv"]
+__all__ = ["LatentKVAttention", "compress_kv", "proportional_ranks"]
 
 
 def _rope(x, cos, sin):
@@ -298,6 +299,50 @@ def _xtx_for(stats, name: str):
 
 
 @checked
+def proportional_ranks(weights, total: int, *, step: int, high: int) -> list[int]:
+    """Integer ranks proportional to ``weights`` (>= 0), multiples of ``step`` (or ``high``),
+    each in ``min(step, high)..high``, summing to at most ``total`` and short of it by less
+    than ``step`` unless every rank is at ``high`` (Palu's Fisher allocation).
+
+    Water-filling: shares ``clip(lam * w_i, minimum, high)`` with the one ``lam`` that
+    spends the budget; each share is then rounded down to a step, and the steps left go
+    to the largest remainders."""
+    w = as_tensor(weights, "weights").to(torch.float64).flatten()
+    if w.numel() == 0:
+        raise ValueError("weights is empty; give one weight per group")
+    if bool((w < 0).any()):
+        raise ValueError(f"weights must be >= 0 (Fisher information); got {float(w.min()):.4g}")
+    w = w.tolist()
+    low = min(step, high)
+    n = len(w)
+    if total < n * low:
+        raise ValueError(
+            f"a budget of {total} ranks cannot give each of the {n} groups its minimum "
+            f"{low} (rank_step); raise the rank or lower rank_step"
+        )
+    total = min(total, n * high)
+    if sum(w) == 0:
+        w = [1.0] * n  # no information: equal shares
+
+    # x_i = clip(lam w_i, low, high), with lam found by bisection so that sum(x) = total
+    # (the sum grows with lam from n * low <= total to n * high >= total)
+    def spent(lam):
+        return sum(min(max(lam * wi, low), high) for wi in w)
+
+    lo_lam, hi_lam = 0.0, high / min(wi for wi in w if wi > 0)
+    for _ in range(200):
+        mid = (lo_lam + hi_lam) / 2
+        lo_lam, hi_lam = (mid, hi_lam) if spent(mid) < total else (lo_lam, mid)
+    x = [min(max(lo_lam * wi, low), high) for wi in w]  # sum(x) <= total
+    ranks = [high if x[i] >= high else max(low, int(x[i] // step) * step) for i in range(n)]
+    for i in sorted(range(n), key=lambda i: x[i] - ranks[i], reverse=True):
+        add = min(step, high - ranks[i])  # the steps left, to the largest remainders
+        if 0 < add <= total - sum(ranks):
+            ranks[i] += add
+    return ranks
+
+
+@checked
 def compress_kv(
     model: nn.Module,
     *,
@@ -311,6 +356,7 @@ def compress_kv(
     symmetric: bool = True,
     scale_dtype: torch.dtype = torch.float16,
     allocation: str = "uniform",
+    rank_step: int = 4,
     fold_v: bool = True,
     inplace: bool = False,
     progress: bool = False,
@@ -340,7 +386,12 @@ def compress_kv(
         latents as they enter the cache (see :class:`LatentKVAttention`), with one range
         per ``quant_group_size`` entries, ``symmetric`` or not, ranges stored at
         ``scale_dtype``: every code and every range is counted in the cache's ``nbits``.
-    allocation : ``"uniform"``: the same rank in every layer.
+    allocation : ``"uniform"``: the same rank in every layer (spread over its groups);
+        ``"fisher"`` (Palu): the same total, ``rank`` times layers for K and as much for V,
+        shared among every layer's K and V groups in proportion to their Fisher
+        information (the summed squared gradients of the group's rows of k_proj or v_proj
+        under the next-token loss, from ``calibration``), in multiples of ``rank_step``
+        (:func:`proportional_ranks`).
     fold_v : fold V's up-projection into o_proj (see :class:`LatentKVAttention`).
     inplace : change ``model`` itself instead of a copy.
     progress : show the calibration's progress bar.
@@ -380,36 +431,55 @@ def compress_kv(
             f"rank per group (={max(ranks)}) must be <= hidden_size = {hidden}: a latent of "
             f"x cannot be wider than x"
         )
-    if method == "whiten":
-        if calibration is None:
-            raise ValueError(
-                "method='whiten' needs calibration= (token ids, or the statistics of "
-                "lrkit.nn.calibrate); method='svd' needs none"
-            )
-        if isinstance(calibration, dict):
-            stats = calibration
-        else:
-            from .calibrate import calibrate
+    need = (("xtx",) if method == "whiten" else ()) + (
+        ("fisher",) if allocation == "fisher" else ()
+    )
+    if need and calibration is None:
+        raise ValueError(
+            f"method={method!r} with allocation={allocation!r} needs calibration= (token "
+            f"ids, or the statistics of lrkit.nn.calibrate); method='svd' with uniform "
+            f"allocation needs none"
+        )
+    if need and isinstance(calibration, dict):
+        stats = calibration
+    elif need:
+        from .calibrate import calibrate
 
-            names = [f"{n}.k_proj" for n, _ in attns]
-            stats = calibrate(
-                model, calibration, target_modules=names, stats=("xtx",), progress=progress
-            )
+        names = [f"{n}.{p}" for n, _ in attns for p in ("k_proj", "v_proj")]
+        stats = calibrate(model, calibration, target_modules=names, stats=need, progress=progress)
+    if method == "whiten":
         xtxs = {}
         for n, _ in attns:  # one shift per layer (its K and V groups share the inputs)
             xtx = _xtx_for(stats, n).to(torch.float64)
             _, shift = cholesky_shifted(xtx, f"{n} (k_proj and v_proj inputs)")
             xtxs[n] = xtx + shift * torch.eye(xtx.shape[0], dtype=xtx.dtype, device=xtx.device)
+    rows = group_size * d
+    plan = {(n, kind): ranks for n, _ in attns for kind in ("k", "v")}
+    if allocation == "fisher":
+        units = list(plan)
+        importance = []
+        for n, kind in units:
+            st = stats.get(f"{n}.{kind}_proj")
+            if st is None or getattr(st, "fisher", None) is None:
+                raise ValueError(
+                    f"calibration statistics hold no Fisher information for {n}.{kind}_proj; "
+                    f"collect it with lrkit.nn.calibrate(model, data, stats=('fisher',))"
+                )
+            f = st.fisher.sum(1)  # (width,): per output row
+            importance += [float(f[g * rows : (g + 1) * rows].sum()) for g in range(groups)]
+        flat = proportional_ranks(
+            importance, rank * len(units), step=rank_step, high=min(rows, hidden)
+        )
+        plan = {u: flat[i * groups : (i + 1) * groups] for i, u in enumerate(units)}
     new = model if inplace else copy.deepcopy(model)
     modules = dict(new.named_modules())
-    rows = group_size * d
     for name, _ in attns:
         attn = modules[name]
         factors = {}
         for kind in ("k", "v"):
             W = getattr(attn, f"{kind}_proj").weight.detach().double()  # (width, hidden)
             downs, ups = [], []
-            for g, r in enumerate(ranks):
+            for g, r in enumerate(plan[name, kind]):
                 W_g = W[g * rows : (g + 1) * rows]  # (group_size * d, hidden): the group's heads
                 if method == "svd":
                     lr = truncated_svd(W_g, r)
