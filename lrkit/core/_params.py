@@ -466,7 +466,7 @@ PARAMS: dict[str, dict[str, Constraint]] = {
         rank=RANK_OR_NONE,
         ratio=Real(0, 1, low_open=True, none=True),
         group_size=Int(1, none=True),
-        method=Options(("whiten", "svd")),
+        method=Options(("whiten", "svd", "identity")),
         calibration=DATA,
         bits=Int(2, 16, none=True),
         quant_group_size=Int(1),

@@ -31,7 +31,11 @@ SVD-LLM's whitened objective via :func:`lrkit.nn.whiten`).
 Initialisation (:func:`compress_kv`): the plain truncated SVD of each group's rows of
 k_proj (v_proj), or SVD-LLM whitening by the inputs' ``X^T X`` (k_proj and v_proj read the
 same normed hidden states), which minimizes the error of the group's keys (values) on the
-calibration tokens. The singular values go into B (the up-projection).
+calibration tokens. The singular values go into A, so B has orthonormal columns and the
+latent holds the coordinates of the (approximated) keys or values in that basis: it is as
+large as they are, and an error in it (quantization) is an error of the same size in K or V.
+(With the singular values in B, a whitened latent ``x L^{-T} V`` grows as large as the
+inverse of the smallest calibration direction on inputs that leave that direction.)
 """
 
 from __future__ import annotations
@@ -378,7 +382,10 @@ def compress_kv(
     group_size : KV heads per group, dividing ``num_key_value_heads``: 1 is one latent per
         head, None (default) or all heads one joint latent (module docstring).
     method : ``"whiten"`` (SVD-LLM whitening by the inputs' X^T X, needs ``calibration``)
-        or ``"svd"`` (plain truncated SVD of the weights; ignores ``calibration``).
+        or ``"svd"`` (plain truncated SVD of the weights; ignores ``calibration``); or
+        ``"identity"``: no factorization (A = W, B = I, rank the full width), so the cache
+        holds K and V themselves, before RoPE: with ``bits``, the plain cache quantized by
+        the same quantizer, the reference a latent cache is compared with at equal bytes.
     calibration : token ids (B, T) or an iterable of batches, run through ``model`` by
         :func:`lrkit.nn.calibrate`; or the dict that function returns, holding ``xtx`` of
         each attention's k_proj (or v_proj).
@@ -408,6 +415,13 @@ def compress_kv(
         ) from None
     attns = _attentions(model)
     width, hidden = kv * d, attns[0][1].k_proj.in_features
+    if method == "identity":
+        if (rank, ratio) not in ((None, None), (width, None), (None, 1.0)):
+            raise ValueError(
+                f"method='identity' keeps K and V whole (rank = the K/V width {width}); got "
+                f"rank={rank}, ratio={ratio}"
+            )
+        rank, ratio = width, None
     if (rank is None) == (ratio is None):
         raise ValueError(f"give exactly one of rank= and ratio=; got rank={rank}, ratio={ratio}")
     if ratio is not None:
@@ -481,13 +495,17 @@ def compress_kv(
             downs, ups = [], []
             for g, r in enumerate(plan[name, kind]):
                 W_g = W[g * rows : (g + 1) * rows]  # (group_size * d, hidden): the group's heads
+                if method == "identity":  # A = W, B = I: the latent is K (V) before RoPE
+                    downs.append(W_g)
+                    ups.append(torch.eye(rows, dtype=W_g.dtype, device=W_g.device))
+                    continue
                 if method == "svd":
                     lr = truncated_svd(W_g, r)
                 else:
                     xtx = xtxs[name].to(W_g.device)
                     lr = whiten(W_g, r, xtx=xtx, name=f"{name}.{kind}_proj group {g}")
-                downs.append(lr.Vh)  # A_g (r, hidden)
-                ups.append(lr.U * lr.S)  # B_g (group_size * d, r): singular values in B
+                downs.append(lr.S[:, None] * lr.Vh)  # A_g (r, hidden): singular values in A
+                ups.append(lr.U)  # B_g (group_size * d, r), orthonormal columns
             factors[kind] = (downs, ups)
         latent = LatentKVAttention(
             attn.q_proj, attn.o_proj, factors["k"][0], factors["k"][1],
