@@ -107,13 +107,14 @@ class LatentKVAttention(nn.Module):
         per ``quant_group_size`` consecutive entries of a token's latent, symmetric
         ``[-R, R]`` or ``[min, max]``), and stored as packed codes (``ceil(r bits / 8)``
         bytes per token) plus the ranges at ``scale_dtype``; the tokens being processed
-        go through the same quantizer, so cached and uncached runs agree.
+        go through the same quantizer, so cached and uncached runs agree. Quantized
+        latents pass no gradient to the down-projections (the cache is for inference).
 
     Called as lrkit's Llama calls its attention, ``forward(x, cos, sin, cache, layer)``,
     it stores per layer ``(latent_k, latent_v)``, shapes (batch, positions, r_k) and
     (batch, positions, r_v), in the model's cache (quantized: ``(codes_k, ranges_k,
-    codes_v, ranges_v)``, positions again on dimension -2). :meth:`dense_weights` gives the k_proj
-    and v_proj weights it computes with, the reference it must agree with.
+    codes_v, ranges_v)``, positions again on dimension -2). :meth:`dense_weights` gives
+    the k_proj and v_proj weights it computes with, the reference it must agree with.
     """
 
     def __init__(
@@ -393,6 +394,8 @@ def compress_kv(
         latents as they enter the cache (see :class:`LatentKVAttention`), with one range
         per ``quant_group_size`` entries, ``symmetric`` or not, ranges stored at
         ``scale_dtype``: every code and every range is counted in the cache's ``nbits``.
+        A range beyond float16's 65504 is refused by the quantizer when it is met (give
+        ``scale_dtype=torch.float32``).
     allocation : ``"uniform"``: the same rank in every layer (spread over its groups);
         ``"fisher"`` (Palu): the same total, ``rank`` times layers for K and as much for V,
         shared among every layer's K and V groups in proportion to their Fisher
@@ -402,6 +405,19 @@ def compress_kv(
     fold_v : fold V's up-projection into o_proj (see :class:`LatentKVAttention`).
     inplace : change ``model`` itself instead of a copy.
     progress : show the calibration's progress bar.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from lrkit.llm import Llama, LlamaConfig
+    >>> from lrkit.nn import compress_kv
+    >>> cfg = LlamaConfig(hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+    ...                   num_attention_heads=8, num_key_value_heads=4)  # K, V 32 wide
+    >>> small = compress_kv(Llama(cfg), ratio=0.25, method="svd")  # latents of 8 for K and V
+    >>> cache = small.new_cache()
+    >>> _ = small(torch.zeros(1, 10, dtype=torch.long), cache)
+    >>> cache.nbits == 10 * 2 * (8 + 8) * 32  # tokens x layers x (r_k + r_v) x float32
+    True
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
