@@ -421,3 +421,23 @@ def test_low_rank_and_quantization_beat_quantization_alone_at_fewer_bytes():
     bpb = [perplexity(m, text, context=512).bits_per_byte for m in (plain3, latent4)]
     print(f"bits per byte: plain 3-bit {bpb[0]:.4f}, latent 50% 4-bit {bpb[1]:.4f}")
     assert bpb[1] < bpb[0]
+
+
+@pytest.mark.parametrize("method", ["svd", "identity"])
+def test_hadamard_rotation_is_folded_exactly(method):
+    model = tiny()
+    x = ids()
+    rank = 16 if method == "svd" else None  # 2 groups: 8 each, a power of two
+    plain = compress_kv(model, rank=rank, group_size=2, method=method)
+    rotated = compress_kv(model, rank=rank, group_size=2, method=method, hadamard=True)
+    with torch.no_grad():
+        want = plain(x)
+        torch.testing.assert_close(rotated(x), want, rtol=0, atol=tol(model, want))
+        # the latents differ (rotated), the keys they rebuild do not
+        a, b = plain.model.layers[0].self_attn, rotated.model.layers[0].self_attn
+        assert not torch.allclose(a.k_down, b.k_down)
+        for wa, wb in zip(a.dense_weights(), b.dense_weights(), strict=True):
+            # B H H^T A against B A: two products over r = 8 terms, within ~2 r eps32
+            torch.testing.assert_close(wb, wa, rtol=0, atol=64 * EPS32 * float(wa.abs().max()))
+    with pytest.raises(ValueError, match=r"rank\(s\) \[3\]"):
+        compress_kv(model, rank=12, group_size=1, method="svd", hadamard=True)

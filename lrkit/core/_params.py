@@ -472,6 +472,7 @@ PARAMS: dict[str, dict[str, Constraint]] = {
         quant_group_size=Int(1),
         symmetric=FLAG,
         scale_dtype=FLOAT_DTYPE,
+        hadamard=FLAG,
         allocation=Options(("uniform", "fisher")),
         rank_step=Int(1),
         fold_v=FLAG,

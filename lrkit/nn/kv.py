@@ -292,6 +292,14 @@ def _split(rank: int, groups: int) -> list[int]:
     return [rank // groups + (g < rank % groups) for g in range(groups)]
 
 
+def _hadamard(n: int, like: torch.Tensor) -> torch.Tensor:
+    """The orthonormal Sylvester-Hadamard matrix of order n (a power of two)."""
+    H = torch.ones(1, 1, dtype=like.dtype, device=like.device)
+    while H.shape[0] < n:
+        H = torch.cat([torch.cat([H, H], 1), torch.cat([H, -H], 1)])  # [[H, H], [H, -H]]
+    return H / n**0.5
+
+
 def _xtx_for(stats, name: str):
     for proj in ("k_proj", "v_proj"):  # the same inputs: either one's X^T X will do
         st = stats.get(f"{name}.{proj}")
@@ -360,6 +368,7 @@ def compress_kv(
     quant_group_size: int = 32,
     symmetric: bool = True,
     scale_dtype: torch.dtype = torch.float16,
+    hadamard: bool = False,
     allocation: str = "uniform",
     rank_step: int = 4,
     fold_v: bool = True,
@@ -396,6 +405,10 @@ def compress_kv(
         ``scale_dtype``: every code and every range is counted in the cache's ``nbits``.
         A range beyond float16's 65504 is refused by the quantizer when it is met (give
         ``scale_dtype=torch.float32``).
+    hadamard : rotate each group's latent by an orthonormal Hadamard matrix H, folded into
+        the projections (A -> H^T A, B -> B H: the same K and V up to rounding), so that an
+        outlier coordinate is spread over the group before quantization (QuaRot's idea, as
+        Palu uses it). Each group's rank must be a power of two.
     allocation : ``"uniform"``: the same rank in every layer (spread over its groups);
         ``"fisher"`` (Palu): the same total, ``rank`` times layers for K and as much for V,
         shared among every layer's K and V groups in proportion to their Fisher
@@ -501,6 +514,13 @@ def compress_kv(
             importance, rank * len(units), step=rank_step, high=min(rows, hidden)
         )
         plan = {u: flat[i * groups : (i + 1) * groups] for i, u in enumerate(units)}
+    if hadamard:
+        bad = sorted({r for rs in plan.values() for r in rs if r & (r - 1)})
+        if bad:
+            raise ValueError(
+                f"hadamard=True needs every group's rank to be a power of two; got rank(s) "
+                f"{bad} (choose rank, group_size and rank_step so they are)"
+            )
     new = model if inplace else copy.deepcopy(model)
     modules = dict(new.named_modules())
     for name, _ in attns:
@@ -512,16 +532,19 @@ def compress_kv(
             for g, r in enumerate(plan[name, kind]):
                 W_g = W[g * rows : (g + 1) * rows]  # (group_size * d, hidden): the group's heads
                 if method == "identity":  # A = W, B = I: the latent is K (V) before RoPE
-                    downs.append(W_g)
-                    ups.append(torch.eye(rows, dtype=W_g.dtype, device=W_g.device))
-                    continue
-                if method == "svd":
-                    lr = truncated_svd(W_g, r)
+                    A, B = W_g, torch.eye(rows, dtype=W_g.dtype, device=W_g.device)
                 else:
-                    xtx = xtxs[name].to(W_g.device)
-                    lr = whiten(W_g, r, xtx=xtx, name=f"{name}.{kind}_proj group {g}")
-                downs.append(lr.S[:, None] * lr.Vh)  # A_g (r, hidden): singular values in A
-                ups.append(lr.U)  # B_g (group_size * d, r), orthonormal columns
+                    if method == "svd":
+                        lr = truncated_svd(W_g, r)
+                    else:
+                        xtx = xtxs[name].to(W_g.device)
+                        lr = whiten(W_g, r, xtx=xtx, name=f"{name}.{kind}_proj group {g}")
+                    A, B = lr.S[:, None] * lr.Vh, lr.U  # singular values in A; B orthonormal
+                if hadamard:  # h H = x (H^T A)^T, and (h H)(B H)^T = h B^T: K unchanged
+                    H = _hadamard(r, A)
+                    A, B = H.T @ A, B @ H
+                downs.append(A)  # A_g (r, hidden)
+                ups.append(B)  # B_g (group_size * d, r), orthonormal columns
             factors[kind] = (downs, ups)
         latent = LatentKVAttention(
             attn.q_proj, attn.o_proj, factors["k"][0], factors["k"][1],
