@@ -441,3 +441,30 @@ def test_hadamard_rotation_is_folded_exactly(method):
             torch.testing.assert_close(wb, wa, rtol=0, atol=64 * EPS32 * float(wa.abs().max()))
     with pytest.raises(ValueError, match=r"rank\(s\) \[3\]"):
         compress_kv(model, rank=12, group_size=1, method="svd", hadamard=True)
+
+
+def test_gradients_agree_with_the_dense_reference():
+    """The fast path and its reference agree on gradients too: the same gradient for the
+    weights they share, and for the factors the chain rule through W = B A:
+    dL/dA = B^T dL/dW, dL/dB = dL/dW A^T (one group: joint, rank 12)."""
+    model = tiny()
+    x = ids()
+    small = compress_kv(model, rank=12, method="svd")
+    ref = dense_reference(small, model)
+
+    def loss(m):
+        logits = m(x[:, :-1])
+        return torch.nn.functional.cross_entropy(logits.flatten(0, 1), x[:, 1:].flatten())
+
+    loss(small).backward()
+    loss(ref).backward()
+    a, r = small.model.layers[0].self_attn, ref.model.layers[0].self_attn
+    gq = r.q_proj.weight.grad
+    torch.testing.assert_close(a.q_proj.weight.grad, gq, rtol=0, atol=tol(model, gq))
+    for kind in ("k", "v"):  # V through the folded path (fold_v=True)
+        G = getattr(r, f"{kind}_proj").weight.grad  # dL/dW of the reference, (32, 64)
+        down, up = getattr(a, f"{kind}_down"), getattr(a, f"{kind}_up")[0]
+        A, B = down.detach(), up.detach()  # (12, 64), (32, 12)
+        gA, gB = B.T @ G, G @ A.T
+        torch.testing.assert_close(down.grad, gA, rtol=0, atol=tol(model, gA))
+        torch.testing.assert_close(up.grad, gB, rtol=0, atol=tol(model, gB))
