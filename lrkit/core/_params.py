@@ -459,6 +459,27 @@ PARAMS: dict[str, dict[str, Constraint]] = {
         seq_len=Int(1), k=Int(1), seed=SEED, device=DEVICE, dtype=DType(none=True)
     ),
     "svd_projection": dict(X=DATA, k=RANK),
+    # latent KV attention (Palu); rank <= the K/V width, group_size dividing the KV heads
+    # and rank and ratio given one at a time are checked in the body, which knows the model
+    "compress_kv": dict(
+        model=DATA,
+        rank=RANK_OR_NONE,
+        ratio=Real(0, 1, low_open=True, none=True),
+        group_size=Int(1, none=True),
+        method=Options(("whiten", "svd", "identity")),
+        calibration=DATA,
+        bits=Int(2, 16, none=True),
+        quant_group_size=Int(1),
+        symmetric=FLAG,
+        scale_dtype=FLOAT_DTYPE,
+        hadamard=FLAG,
+        allocation=Options(("uniform", "fisher")),
+        rank_step=Int(1),
+        fold_v=FLAG,
+        inplace=FLAG,
+        progress=FLAG,
+    ),
+    "proportional_ranks": dict(weights=DATA, total=Int(1), step=Int(1), high=Int(1)),
     # the masked-byte encoder; warmup <= steps and the data's length are checked in the body
     "mask_bytes": dict(ids=DATA, rate=Real(0, 1, low_open=True), seed=SEED),
     "masked_byte_loss": dict(model=DATA, ids=DATA, rate=Real(0, 1, low_open=True), seed=SEED),

@@ -185,7 +185,7 @@ def generate(
     device = next(model.parameters()).device
     gen = make_generator(seed, device)
     out = ids.to(device)[None]  # (1, T)
-    cache = KVCache() if use_cache else None
+    cache = (model.new_cache() if hasattr(model, "new_cache") else KVCache()) if use_cache else None
     logits = model(out, cache)[:, -1]  # (1, V)
     for _ in range(max_new_tokens):
         if temperature == 0:

@@ -10,8 +10,10 @@ keys we use so checkpoints move both ways):
 - Grouped-query attention (Ainslie et al. 2023): ``num_key_value_heads`` <= heads; each K/V
   head serves ``heads / kv_heads`` query heads, which shrinks the KV cache by that factor.
 - SwiGLU MLP (Shazeer 2020): ``down(silu(gate(x)) * up(x))``.
-- The KV cache is an explicit object (:class:`KVCache`): lesson 11 replaces it with a
-  compressed one.
+- The KV cache is an explicit object (:class:`KVCache`) that owns its length and contents,
+  and the attention of each block is swappable (``block.self_attn``, called as
+  ``self_attn(x, cos, sin, cache, layer)``): lesson 11 puts in one that caches a low-rank
+  latent instead of keys and values.
 """
 
 from __future__ import annotations
@@ -30,32 +32,55 @@ __all__ = ["LlamaConfig", "Llama", "KVCache"]  # LlamaConfig lives in config.py
 
 
 class KVCache:
-    """Keys and values of past positions, one (k, v) pair per layer.
+    """What attention keeps of past positions: per layer, a tuple of tensors whose
+    second-to-last dimension is the position.
 
-    ``update(layer, k, v)`` appends the new positions and returns everything cached for that
-    layer. Shapes: (batch, kv_heads, positions, head_dim). Subclass it to store the cache in
-    another form (lesson 11 keeps a low-rank latent instead of k and v).
+    The plain attention stores one (k, v) pair per layer, shapes (batch, kv_heads, positions,
+    head_dim), keys after RoPE; another attention module (``lrkit.nn.LatentKVAttention``
+    keeps a low-rank latent of the input, (batch, positions, rank), before RoPE) stores
+    what it needs in the same object. The cache owns its length and its contents:
+
+    - ``update(layer, *tensors)`` appends the new positions and returns everything cached
+      for that layer (a tuple, in the order given);
+    - ``length(layer)`` (``len(cache)`` for the first layer) counts the cached positions;
+    - ``nbits`` counts every bit of the tensors it holds.
     """
 
     def __init__(self):
-        self.layers: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.layers: list[tuple[torch.Tensor, ...]] = []
+
+    def length(self, layer: int = 0) -> int:
+        """Number of positions cached for ``layer`` (0 before its first update)."""
+        return self.layers[layer][0].shape[-2] if layer < len(self.layers) else 0
 
     def __len__(self) -> int:
         """Number of cached positions."""
-        return 0 if not self.layers else self.layers[0][0].shape[2]
+        return self.length(0)
 
-    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+    def update(self, layer: int, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Append ``tensors`` (new positions on dimension -2) to ``layer``'s entry; return
+        the whole entry."""
         if layer == len(self.layers):
-            self.layers.append((k, v))
+            self.layers.append(tuple(tensors))
+        elif layer < len(self.layers):
+            old = self.layers[layer]
+            if len(old) != len(tensors):
+                raise ValueError(
+                    f"layer {layer} caches {len(old)} tensors; update gave {len(tensors)}"
+                )
+            self.layers[layer] = tuple(
+                torch.cat([a, b], dim=-2) for a, b in zip(old, tensors, strict=True)
+            )
         else:
-            k0, v0 = self.layers[layer]
-            self.layers[layer] = (torch.cat([k0, k], dim=2), torch.cat([v0, v], dim=2))
+            raise ValueError(
+                f"layer (={layer}) must be <= {len(self.layers)}: layers fill the cache in order"
+            )
         return self.layers[layer]
 
     @property
     def nbits(self) -> int:
-        """Every stored bit of the cached keys and values (``nbits`` as everywhere in lrkit)."""
-        return sum(8 * t.numel() * t.element_size() for kv in self.layers for t in kv)
+        """Every stored bit of the cached tensors (``nbits`` as everywhere in lrkit)."""
+        return sum(8 * t.numel() * t.element_size() for entry in self.layers for t in entry)
 
 
 class RMSNorm(nn.Module):
@@ -96,25 +121,36 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(self.h * self.d, cfg.hidden_size, bias=False)
 
     def forward(self, x, cos, sin, cache: KVCache | None = None, layer: int = 0):
+        """The seam every attention module of this model implements.
+
+        ``x`` (B, T, hidden): the normed input of the T new positions; ``cos``, ``sin``
+        (past + T, head_dim): rotary tables ("rotate half" layout) of every position up to
+        the last new one, so a module that rebuilds old keys can rotate them; ``cache``: a
+        :class:`KVCache` (or None) in which this module stores what it keeps, at index
+        ``layer``. Returns (B, T, hidden).
+        """
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, self.h, self.d).transpose(1, 2)  # (B, h, T, d)
         k = self.k_proj(x).view(B, T, self.kv, self.d).transpose(1, 2)  # (B, kv, T, d)
         v = self.v_proj(x).view(B, T, self.kv, self.d).transpose(1, 2)  # (B, kv, T, d)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        past = 0
+        q, k = apply_rope(q, cos[-T:], sin[-T:]), apply_rope(k, cos[-T:], sin[-T:])
         if cache is not None:
-            past = cache.layers[layer][0].shape[2] if layer < len(cache.layers) else 0
             k, v = cache.update(layer, k, v)  # (B, kv, past + T, d)
         if self.kv != self.h:  # each K/V head serves h/kv query heads
             k = k.repeat_interleave(self.h // self.kv, dim=1)  # (B, h, S, d)
             v = v.repeat_interleave(self.h // self.kv, dim=1)
-        if past == 0:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, h, T, d)
-        else:  # new queries see all past positions and the causal part of the new ones
-            S = k.shape[2]
-            mask = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(diagonal=S - T)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        y = causal_attention(q, k, v)  # (B, h, T, d)
         return self.o_proj(y.transpose(1, 2).reshape(B, T, self.h * self.d))  # (B, T, hidden)
+
+
+def causal_attention(q, k, v):
+    """softmax(q k^T / sqrt(d)) v where the T new queries (the last T of S positions) see
+    every earlier position and themselves. q (B, h, T, d), k (B, h, S, d), v (B, h, S, dv)."""
+    T, S = q.shape[2], k.shape[2]
+    if S == T:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(diagonal=S - T)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 
 class MLP(nn.Module):
@@ -154,8 +190,8 @@ class _Body(nn.Module):
 class Llama(nn.Module):
     """Llama-architecture causal language model. ``model(ids)`` returns logits (B, T, vocab).
 
-    Pass a :class:`KVCache` to reuse the keys and values of earlier positions: the call then
-    processes only the new tokens ``ids`` and appends them to the cache.
+    Pass a cache (:meth:`new_cache`) to reuse what attention kept of earlier positions: the
+    call then processes only the new tokens ``ids`` and appends them to the cache.
     """
 
     def __init__(self, config: LlamaConfig):
@@ -181,11 +217,16 @@ class Llama(nn.Module):
                 f"(={self.config.max_position_embeddings})"
             )
         x = self.model.embed_tokens(ids)  # (B, T, hidden)
-        positions = torch.arange(start, start + T, device=ids.device)
+        positions = torch.arange(start + T, device=ids.device)  # old positions too (seam)
         cos, sin = rope_cos_sin(positions, self.config.head_dim, self.config.rope_theta, x.dtype)
         for i, block in enumerate(self.model.layers):
             x = block(x, cos, sin, cache, i)
         return self.lm_head(self.model.norm(x))  # (B, T, vocab)
+
+    def new_cache(self) -> KVCache:
+        """An empty cache for :meth:`forward`: each layer's attention fills in what it keeps
+        (``generate`` starts from this one)."""
+        return KVCache()
 
     @property
     def num_params(self) -> int:

@@ -18,6 +18,9 @@
 - :class:`LinformerSelfAttention`: attention over keys and values projected along the
   sequence to k rows (Linformer), with the fixed projections :func:`jl_projection` and
   :func:`svd_projection`.
+- :class:`LatentKVAttention` and :func:`compress_kv`: a KV cache of low-rank latents
+  (Palu), per head, per group of heads or joint, quantized or not, with ranks uniform or by
+  Fisher information (:func:`proportional_ranks`).
 - :class:`ByteEncoder`: a small bidirectional byte encoder with full or Linformer attention,
   trained to fill in masked bytes (:func:`mask_bytes`, :func:`masked_byte_loss`,
   :func:`train_encoder`, :func:`evaluate_encoder`).
@@ -31,6 +34,7 @@ from .conv import FactorizedConv2d
 from .encoder import ByteEncoder, evaluate_encoder, mask_bytes, masked_byte_loss, train_encoder
 from .finetune import finetune
 from .io import load_compressed, save_compressed
+from .kv import LatentKVAttention, compress_kv, proportional_ranks
 from .linear import METHODS, FactorizedLinear
 from .linformer import LinformerSelfAttention, jl_projection, svd_projection
 from .report import CompressionReport, ModuleReport
@@ -63,4 +67,7 @@ __all__ = [
     "mask_bytes",
     "masked_byte_loss",
     "train_encoder",
+    "LatentKVAttention",
+    "compress_kv",
+    "proportional_ranks",
 ]
