@@ -136,9 +136,11 @@ class Comparison:
             ok = [e for e in self.entries if e.method == name and e.size is not None]
             x = [e.bits_per_entry for e in ok]
             y = [getattr(e, metric) for e in ok]
-            style = dict(color="k", ls="--", marker="s") if name == "JPEG" else {}
-            style = {"marker": "o", "color": f"C{i % 10}", **style}
-            ax.plot(x, y, ms=4, label=name, **style)
+            # markers and dashes differ too: methods that nearly agree (SVD, rSVD) stay visible
+            style = {"marker": "ov^<>Dph*X"[i % 10], "color": f"C{i % 10}", "ls": "-:"[i % 2]}
+            if name == "JPEG":
+                style = dict(color="k", ls="--", marker="s")
+            ax.plot(x, y, ms=5, mfc="none", label=name, **style)
         ax.set_xscale("log", base=2)
         ax.set_xticks(self.budgets, [f"{b:g}" for b in self.budgets])
         ax.set_xlabel("stored bits per entry (log scale; dotted lines: the budgets)")
