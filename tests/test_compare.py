@@ -160,5 +160,7 @@ def test_bad_input():
         plot.compare(_photo(20, 16), ["Tucker of 8x8 tiles"], [1], jpeg=False)
     with pytest.raises(ValueError, match="metric"):
         plot.compare(img, ["SVD"], [1]).plot(metric="ssim")
+    with pytest.raises(TypeError, match="jpeg must be"):
+        plot.compare(img, ["SVD"], [1], jpeg=1)
     with pytest.raises(ValueError, match="bits_per_entry"):
         plot.jpeg_at_budget(img, -1)

@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from ..core._checks import as_matrix, check_real
+from ..core._checks import as_matrix, check_bool, check_real
 from ..core.factorization import Factorization
 from ..core.metrics import psnr, rel_error
 from ..core.quant import quantize
@@ -275,7 +275,7 @@ def _jpeg_decode(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)))
 
 
-def jpeg_at_budget(img, bits_per_entry: float, _sizes: dict | None = None):
+def jpeg_at_budget(img, bits_per_entry: float, *, _cache: dict | None = None):
     """The highest JPEG quality (1 to 100) whose whole file fits ``bits_per_entry`` bits per
     pixel, as ``(quality, file_bytes, decoded)``, or None if even quality 1 does not fit.
 
@@ -284,7 +284,7 @@ def jpeg_at_budget(img, bits_per_entry: float, _sizes: dict | None = None):
     """
     img = _uint8_image(img)
     budget = check_real(bits_per_entry, "bits_per_entry", 0, low_open=True)
-    files = _sizes if _sizes is not None else {}
+    files = _cache if _cache is not None else {}  # quality -> file, kept by the caller
     fits = None
     for q in JPEG_QUALITIES:
         if q not in files:
@@ -301,7 +301,9 @@ def _uint8_image(img) -> np.ndarray:
         img = img.detach().cpu().numpy()
     if not isinstance(img, np.ndarray) or img.dtype != np.uint8:
         kind = getattr(img, "dtype", type(img).__name__)
-        raise TypeError(f"JPEG needs an 8-bit image (uint8 array or tensor); got {kind}")
+        raise TypeError(
+            f"JPEG needs an 8-bit image (uint8 array or tensor); got {kind} (or pass jpeg=False)"
+        )
     if img.ndim != 2 or img.size == 0:
         raise ValueError(f"JPEG needs a non-empty 2-D grey image; got shape {img.shape}")
     return img
@@ -377,7 +379,7 @@ def compare(
         methods = {name: name for name in methods}
     if len(methods) == 0 and not jpeg:
         raise ValueError("methods must not be empty (or ask for jpeg=True)")
-    img = _uint8_image(data) if jpeg else None
+    img = _uint8_image(data) if check_bool(jpeg, "jpeg") else None
 
     def measure(name, budget, size, size_name, nbits, dense):
         err = rel_error(A, dense)
@@ -432,7 +434,7 @@ def compare(
     if jpeg:
         files = {}  # quality -> file, shared by the budgets
         for budget in budgets:
-            hit = jpeg_at_budget(img, budget, files)
+            hit = jpeg_at_budget(img, budget, _cache=files)
             if hit is None:
                 entries.append(miss("JPEG", budget, "quality"))
                 continue
