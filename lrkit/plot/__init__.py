@@ -11,11 +11,18 @@ file would show.
 
 from __future__ import annotations
 
+from .compare import METHODS, Comparison, Entry, Method, compare, jpeg_at_budget
 from .figures import plot_butterfly_factors, plot_spectrum, plot_spread, show_images
 from .views import _image_svd as _image_svd  # used by the tests
 from .views import lplr_slider, lplr_view, rank_slider, rank_view
 
 __all__ = [
+    "compare",
+    "Comparison",
+    "Entry",
+    "Method",
+    "METHODS",
+    "jpeg_at_budget",
     "plot_spectrum",
     "plot_spread",
     "show_images",
