@@ -203,3 +203,13 @@ def test_an_architecture_without_linears_is_named_by_its_module_types():
     model = nn.Sequential(nn.Conv1d(2, 2, 3), nn.GRU(4, 4))
     with pytest.raises(ValueError, match="has none, only Conv1d, GRU"):
         compress_model(model, "svd", rank=1, progress=False)
+
+
+def test_an_allocation_dict_is_a_size_on_its_own():
+    model, ids = llama(layers=1)
+    stats = calibrate(model, ids, progress=False)
+    alloc = allocate_ranks(model, list(stats), param_ratio=0.5, strategy="whiten", stats=stats)
+    small, report = compress_model(model, "whiten", calibration=stats, allocation=alloc,
+                                   progress=False)  # fmt: skip
+    assert {m.name: m.rank for m in report.modules} == dict(alloc)
+    assert report.allocation is alloc

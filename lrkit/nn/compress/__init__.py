@@ -278,7 +278,14 @@ def compress_model(
 
     chosen = _select(model, target_modules, exclude_modules, filter_fn)
     needs_size = ranked or any(isinstance(m, nn.Conv2d) for _, m in chosen)
-    if needs_size and rank is None and param_ratio is None and not rank_pattern:
+    sized_by_dict = isinstance(allocation, dict)
+    if (
+        needs_size
+        and rank is None
+        and param_ratio is None
+        and not rank_pattern
+        and not sized_by_dict
+    ):
         raise ValueError(f"method {method!r} needs rank= or param_ratio= (or rank_pattern=)")
 
     linears = [n for n, m in chosen if isinstance(m, nn.Linear)]
