@@ -3,8 +3,8 @@ training time, by cross-entropy or by distillation from the dense model.
 
 Setting as benchmarks/llm_compression_table.py (first 128 kB of the held-out corpus,
 context 512, stride 256; calibration 32 windows of 512 tokens); training batches of
-``--batch`` random windows of 512 bytes from the training part. Run (about 2 s a step on
-2 cores, plus 25 s per evaluation):
+``--batch`` random windows of 512 bytes from the training part; AdamW on the factors
+(``--lr``, default 5e-4, warm-up then cosine). Run:
 
     .venv/bin/python benchmarks/finetune_compressed.py --ratio 0.5 --method whiten \\
         --steps 300 --eval-every 100 [--kd 1.0] [--sequential] [--allocation whiten]
@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--sequential", action="store_true")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--eval-every", type=int, default=100)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--kd", type=float, default=1.0, help="weight of distillation")
     parser.add_argument("--trainable", default="factors")
