@@ -213,3 +213,13 @@ def test_an_allocation_dict_is_a_size_on_its_own():
                                    progress=False)  # fmt: skip
     assert {m.name: m.rank for m in report.modules} == dict(alloc)
     assert report.allocation is alloc
+
+
+@pytest.mark.parametrize("method", ["asvd", "whiten", "fwsvd"])
+def test_same_model_and_data_give_the_same_compressed_model(method):
+    model, ids = llama(layers=1)
+    a, ra = compress_model(model, method, param_ratio=0.5, calibration=ids, progress=False)
+    b, rb = compress_model(model, method, param_ratio=0.5, calibration=ids, progress=False)
+    assert [m.rank for m in ra.modules] == [m.rank for m in rb.modules]
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert ka == kb and torch.equal(va, vb), ka
