@@ -14,12 +14,18 @@ import re
 import shutil
 
 PLACEHOLDER = "LRKIT_LOCAL_MATHJAX"
-MATHJAX = "assets/mathjax/MathJax.js?config=TeX-AMS_CHTML-full,Safe"
-_MD_MATHJAX = """<script type="text/x-mathjax-config">
-MathJax.Hub.Config({tex2jax: {inlineMath: [["\\\\(", "\\\\)"]], displayMath: [["\\\\[", "\\\\]"]],
-  processEscapes: true}, messageStyle: "none"});
+MATHJAX = "assets/mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"
+# The package ships the STIX-Web fonts only (no TeX fonts): MathJax is told to use them.
+_FONTS = """<script type="text/x-mathjax-config">
+MathJax.Hub.Config({"HTML-CSS": {availableFonts: [], preferredFont: null,
+  webFont: "STIX-Web", imageFont: null}});
 </script>
-<script src="{src}"></script>
+"""
+# Markdown pages: pymdownx.arithmatex (generic) writes \\( \\) and \\[ \\].
+_MD_CONFIG = """<script type="text/x-mathjax-config">
+MathJax.Hub.Config({tex2jax: {inlineMath: [["\\\\(", "\\\\)"]],
+  displayMath: [["\\\\[", "\\\\]"]], processEscapes: true}, messageStyle: "none"});
+</script>
 """
 # A tag that would fetch from the network when the page loads (links in text are fine).
 _REMOTE = re.compile(r"<(script|link|img|iframe)\b[^>]*\b(src|href)=[\"'](https?:)?//", re.I)
@@ -31,10 +37,12 @@ def _prefix(page) -> str:
 
 def on_post_page(output: str, page, config) -> str:
     src = _prefix(page) + MATHJAX
-    if PLACEHOLDER in output:
-        return output.replace(PLACEHOLDER, src)
+    if PLACEHOLDER in output:  # a notebook page: mkdocs-jupyter wrote the script tag
+        tag = f'<script src="{PLACEHOLDER}">'
+        return output.replace(tag, _FONTS + f'<script src="{src}">')
     if 'class="arithmatex"' in output:
-        return output.replace("</body>", _MD_MATHJAX.replace("{src}", src) + "</body>", 1)
+        script = _FONTS + _MD_CONFIG + f'<script src="{src}"></script>\n'
+        return output.replace("</body>", script + "</body>", 1)
     return output
 
 
