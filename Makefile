@@ -54,8 +54,8 @@ lab: venv
 
 # Everything CI runs: unit tests, every notebook (lessons and solutions) executed by nbval, lint.
 test: venv
-	$(VENV)/bin/ruff check lrkit tests benchmarks notebooks
-	$(VENV)/bin/ruff format --check lrkit tests benchmarks notebooks
+	$(VENV)/bin/ruff check lrkit tests benchmarks notebooks docs
+	$(VENV)/bin/ruff format --check lrkit tests benchmarks notebooks docs
 	CI=$${CI:-1} $(PY) -m pytest tests lrkit notebooks --doctest-modules --nbval-lax --nbval-current-env -p no:cacheprovider
 
 # Library tests only, for a quick loop while coding.
@@ -63,8 +63,8 @@ test-fast: venv
 	$(PY) -m pytest tests -x -q
 
 lint: venv
-	$(VENV)/bin/ruff check lrkit tests benchmarks notebooks
-	$(VENV)/bin/ruff format --check lrkit tests benchmarks
+	$(VENV)/bin/ruff check lrkit tests benchmarks notebooks docs
+	$(VENV)/bin/ruff format --check lrkit tests benchmarks docs
 
 # Strip outputs and execution counts so notebooks are stored clean.
 notebooks-clean: venv
@@ -75,7 +75,7 @@ notebooks-clean: venv
 # course page notebooks/README.md is its front page. Offline: MathJax is served from the site.
 html: site-venv
 	$(PY) docs/prepare_site.py $(if $(HTML_FULL),--full)
-	$(VENV)/bin/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 	@echo "open build/html/index.html"
 
 # Needs Chromium (Debian: apt-get install chromium; elsewhere set CHROMIUM=/path/to/chrome).

@@ -71,9 +71,10 @@ def rank_view(
     return ax
 
 
-# ipywidgets' default slider track is about 110 px: 256 ranks would be under half a pixel
-# each, too coarse to drag to a rank. As wide as the notebook allows, up to 720 px (about
-# 2.5 px per rank at 256); arrow keys step by one and the readout takes a typed value.
+# ipywidgets' default slider track is about 125 px: 256 ranks would get half a pixel
+# each, too coarse to drag to a rank. As wide as the notebook allows, up to 720 px (a track
+# of about 545 px, 2 px per rank at 256); arrow keys step by one and the readout takes a
+# typed value.
 _SLIDER_WIDTH = {"width": "100%", "max_width": "720px"}
 
 

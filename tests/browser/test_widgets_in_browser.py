@@ -242,7 +242,13 @@ def _check_rank_slider(page):
 
     # 1. Drag the handle a quarter of the track to the right.
     track = widget.locator(".widget-hslider .noUi-target").first.bounding_box()
-    handle = widget.locator(".noUi-handle").first.bounding_box()
+    knob = widget.locator(".noUi-handle").first
+    handle = knob.bounding_box()
+    # Wide enough to drag to one rank: at least 2 px per step (the default ~125 px track
+    # gives 0.5 px per rank to the full-size lesson's 256 ranks).
+    lo, hi = float(knob.get_attribute("aria-valuemin")), float(knob.get_attribute("aria-valuemax"))
+    px_per_rank = track["width"] / (hi - lo)
+    assert px_per_rank >= 2, f"the track gives {px_per_rank:.2f} px per rank (1 to {hi:.0f})"
     hx, hy = handle["x"] + handle["width"] / 2, handle["y"] + handle["height"] / 2
     page.mouse.move(hx, hy)
     page.mouse.down()
@@ -270,7 +276,10 @@ def _check_rank_slider(page):
     for bad in ("Traceback", "Error displaying widget"):
         assert bad not in text, f"the notebook shows {bad!r}"
     assert not page.errors, f"JavaScript errors: {page.errors}"
-    print(f"run all: {ran_s:.0f} s; ranks {rank0} -> {rank1} (drag) -> {typed} (typed)")
+    print(
+        f"run all: {ran_s:.0f} s; track {track['width']:.0f} px, {px_per_rank:.1f} px per rank; "
+        f"ranks {rank0} -> {rank1} (drag) -> {typed} (typed)"
+    )
 
 
 @pytest.mark.parametrize("name", ["index.html", "01_svd_image_compression.html"])
