@@ -29,8 +29,8 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_NOTE = (
     '<div class="admonition note"><p class="admonition-title">Interactive widget</p>'
     "<p>A slider stands here when the notebook runs in JupyterLab (<code>make lab</code>): "
-    "it needs a running kernel, which this page does not have. The lesson draws the same "
-    "view as a static figure beside it.</p></div>"
+    "it needs a running kernel, which this page does not have. The lesson also draws the "
+    "views it shows as static figures, next to it.</p></div>"
 )
 
 
