@@ -1,7 +1,8 @@
 # lrkit: two commands on a fresh clone (only Python 3 and make needed).
 #   make lab    set up .venv and open the course in JupyterLab
 #   make test   set up .venv and run every test, the notebooks included
-#   make html   execute the whole course headlessly and render it to build/html/
+#   make html   render the course as a website in build/html/ (its front page: the course page)
+#   make browser-check   lesson 01's slider, run and dragged in JupyterLab in headless Chromium
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
 
@@ -17,21 +18,16 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 # (pytest is given the whole notebooks/ folder).
 SOLUTIONS := $(sort $(wildcard notebooks/solutions/[0-9][0-9]_*.ipynb))
 
-# Writes build/html/index.html, a list of the rendered notebooks.
-define HTML_INDEX
-import pathlib
-out = pathlib.Path("build/html")
-items = "".join(f'<li><a href="{f.name}">{f.stem}</a></li>' for f in sorted(out.glob("[0-9]*.html")))
-(out / "index.html").write_text(f"<h1>lrkit: the course</h1><ol>{items}</ol>")
-endef
-export HTML_INDEX
+# `make html HTML_FULL=1` executes the notebooks at full size (default: smoke mode, seconds each).
+HTML_FULL ?=
 
-.PHONY: help venv lab test test-fast lint notebooks-clean html bench clean
+.PHONY: help venv site-venv lab test test-fast lint notebooks-clean html browser-check bench clean
 
 help:
 	@echo "make lab     - set up .venv and open the course in JupyterLab"
 	@echo "make test    - set up .venv and run all tests (library, notebooks, lint)"
-	@echo "make html    - execute every notebook and render HTML into build/html/"
+	@echo "make html    - render the course as a website into build/html/ (open index.html)"
+	@echo "make browser-check - run lesson 01 in JupyterLab in headless Chromium, drag its slider"
 	@echo "make bench   - run the benchmarks in benchmarks/"
 	@echo "make clean   - remove .venv and build/"
 
@@ -45,14 +41,21 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
+# The website's tools and playwright (the `site` extra), on top of the dev environment.
+$(VENV)/.site-installed: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e ".[dev,site]"
+	touch $@
+
+site-venv: $(VENV)/.site-installed
+
 # --allow-root only where it is needed (containers often run as root)
 lab: venv
 	$(VENV)/bin/jupyter lab notebooks/ $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 # Everything CI runs: unit tests, every notebook (lessons and solutions) executed by nbval, lint.
 test: venv
-	$(VENV)/bin/ruff check lrkit tests benchmarks notebooks
-	$(VENV)/bin/ruff format --check lrkit tests benchmarks notebooks
+	$(VENV)/bin/ruff check lrkit tests benchmarks notebooks docs
+	$(VENV)/bin/ruff format --check lrkit tests benchmarks notebooks docs
 	CI=$${CI:-1} $(PY) -m pytest tests lrkit notebooks --doctest-modules --nbval-lax --nbval-current-env -p no:cacheprovider
 
 # Library tests only, for a quick loop while coding.
@@ -60,19 +63,25 @@ test-fast: venv
 	$(PY) -m pytest tests -x -q
 
 lint: venv
-	$(VENV)/bin/ruff check lrkit tests benchmarks notebooks
-	$(VENV)/bin/ruff format --check lrkit tests benchmarks
+	$(VENV)/bin/ruff check lrkit tests benchmarks notebooks docs
+	$(VENV)/bin/ruff format --check lrkit tests benchmarks docs
 
 # Strip outputs and execution counts so notebooks are stored clean.
 notebooks-clean: venv
 	$(VENV)/bin/jupyter nbconvert --clear-output --inplace $(NOTEBOOKS) $(SOLUTIONS)
 
-html: venv
-	mkdir -p build/html
-	$(VENV)/bin/jupyter nbconvert --to html --execute --output-dir build/html \
-		--ExecutePreprocessor.timeout=600 $(NOTEBOOKS)
-	$(PY) -c "$$HTML_INDEX"
+# Executes every lesson and solution (smoke mode unless HTML_FULL=1; a notebook is run again
+# only when it or lrkit changed) into build/site-src/, then mkdocs renders the site; the
+# course page notebooks/README.md is its front page. Offline: MathJax is served from the site.
+html: site-venv
+	$(PY) docs/prepare_site.py $(if $(HTML_FULL),--full)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 	@echo "open build/html/index.html"
+
+# Needs Chromium (Debian: apt-get install chromium; elsewhere set CHROMIUM=/path/to/chrome).
+# Screenshots and the JupyterLab log go to build/browser/.
+browser-check: site-venv
+	LRKIT_BROWSER_CHECK=1 $(PY) -m pytest tests/browser -p no:cacheprovider -q -rA
 
 # The machine is printed once; each script then prints its own tables (--no-machine).
 bench: venv

@@ -95,6 +95,8 @@ def test_rank_slider_is_a_widget_that_redraws():
     assert isinstance(box, widgets.Widget)
     slider = box.children[0]
     assert (slider.min, slider.max, slider.value) == (1, 5, 3)
+    # wider than the ~110 px default, so that a drag can land on one rank of hundreds
+    assert (slider.layout.width, slider.layout.max_width) == ("100%", "720px")
     slider.value = 5  # triggers a redraw; must not raise
 
 
@@ -119,6 +121,7 @@ def test_lplr_slider_is_a_widget_that_redraws():
     assert isinstance(box, widgets.Widget)
     rank, bits_left, bits_right, scales = box.children[:4]
     assert (rank.min, rank.max, rank.value) == (1, 6, 3)
+    assert rank.layout.width == "100%"
     assert (bits_left.value, bits_right.value, scales.value) == (4, 8, "tensor")
     rank.value = 6  # each control triggers a redraw; none may raise
     scales.value = "vector"

@@ -71,6 +71,13 @@ def rank_view(
     return ax
 
 
+# ipywidgets' default slider track is about 125 px: 256 ranks would get half a pixel
+# each, too coarse to drag to a rank. As wide as the notebook allows, up to 720 px (a track
+# of about 545 px, 2 px per rank at 256); arrow keys step by one and the readout takes a
+# typed value.
+_SLIDER_WIDTH = {"width": "100%", "max_width": "720px"}
+
+
 def rank_slider(image, *, max_rank: int, rank: int = 10, ref_bits: int = 8) -> ipywidgets.VBox:
     """An interactive :func:`rank_view`: drag the slider to change the rank.
 
@@ -88,6 +95,7 @@ def rank_slider(image, *, max_rank: int, rank: int = 10, ref_bits: int = 8) -> i
         max=max_rank,
         description="rank",
         continuous_update=False,
+        layout=widgets.Layout(**_SLIDER_WIDTH),
     )
     out = widgets.Output()
 
@@ -171,7 +179,12 @@ def lplr_slider(
 
     def slider(value, lo, hi, name):
         return widgets.IntSlider(
-            value=value, min=lo, max=hi, description=name, continuous_update=False
+            value=value,
+            min=lo,
+            max=hi,
+            description=name,
+            continuous_update=False,
+            layout=widgets.Layout(**_SLIDER_WIDTH),
         )
 
     controls = {
