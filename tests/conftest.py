@@ -1,9 +1,16 @@
 """Shared fixtures: devices (cpu, plus cuda when available), dtypes and their tolerances."""
 
+import os
+
 import pytest
 import torch
 
 import lrkit
+
+# The browser check (tests/browser: Chromium, playwright, about a minute) is collected only
+# when asked for: `make browser-check` sets LRKIT_BROWSER_CHECK=1. (Not a conftest.py of its
+# own: test modules import this one as `conftest`, and a second one would shadow it.)
+collect_ignore = [] if os.environ.get("LRKIT_BROWSER_CHECK") else ["browser"]
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 DTYPES = [torch.float32, torch.float64]
