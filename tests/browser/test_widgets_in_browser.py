@@ -74,7 +74,12 @@ def lab(tmp_path_factory):
     settings = tmp / "settings" / "@jupyterlab"
     for ext, name, value in [
         ("apputils-extension", "notification", '{"fetchNews": "false"}'),
-        ("notebook-extension", "tracker", '{"autoStartDefaultKernel": true, "windowingMode": "none"}'),
+        # every cell in the page, wherever the notebook has scrolled after Run All
+        (
+            "notebook-extension",
+            "tracker",
+            '{"autoStartDefaultKernel": true, "windowingMode": "none"}',
+        ),
     ]:
         (settings / ext).mkdir(parents=True, exist_ok=True)
         (settings / ext / f"{name}.jupyterlab-settings").write_text(value)
