@@ -30,11 +30,12 @@ import time
 import warnings
 
 import torch
+from _models import load
 from _timing import bench_parser, fmt_ratio, interleaved_times, print_machine, print_table, ratio
 
 import lrkit
-from lrkit.llm import Llama, LlamaConfig, generate
-from lrkit.llm.data import DATASETS, load_ids
+from lrkit.llm import Llama, generate
+from lrkit.llm.data import load_ids
 from lrkit.nn import calibrate, compress_model
 
 METHODS = ("svd", "asvd", "whiten", "fwsvd")
@@ -45,21 +46,6 @@ TARGET_S = 30  # the issue's goal: calibrate and compress the shipped model in u
 def spread(times: list[float]) -> str:
     """Median seconds and [min-max] over the rounds."""
     return f"{statistics.median(times):.2f} [{min(times):.2f}-{max(times):.2f}]"
-
-
-def load(quick: bool) -> tuple[Llama, str]:
-    if quick:
-        torch.manual_seed(0)
-        cfg = LlamaConfig(
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=128,
-        )
-        return Llama(cfg).eval(), "tiny random Llama"
-    return Llama.from_pretrained(DATASETS / "tiny-llama").eval(), "datasets/tiny-llama"
 
 
 def compression_times(model: Llama, cal: torch.Tensor, rounds: int) -> list[dict]:

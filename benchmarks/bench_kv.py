@@ -29,27 +29,13 @@ import statistics
 import time
 
 import torch
+from _models import load
 from _timing import bench_parser, fmt_ratio, interleaved_times, print_machine, print_table
 
 import lrkit
-from lrkit.llm import Llama, LlamaConfig
-from lrkit.llm.data import DATASETS, load_ids
+from lrkit.llm import Llama
+from lrkit.llm.data import load_ids
 from lrkit.nn import compress_kv
-
-
-def load(quick: bool) -> tuple[Llama, str]:
-    if quick:
-        torch.manual_seed(0)
-        cfg = LlamaConfig(
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=128,
-        )
-        return Llama(cfg).eval(), "tiny random Llama"
-    return Llama.from_pretrained(DATASETS / "tiny-llama").eval(), "datasets/tiny-llama"
 
 
 def caches(model: Llama) -> dict[str, Llama]:

@@ -20,9 +20,10 @@ import tempfile
 import warnings
 
 import torch
+from _models import tiny_random_llama
 from _timing import bench_parser, interleaved_times, print_machine, print_table, ratio
 
-from lrkit.llm import Llama, LlamaConfig, generate
+from lrkit.llm import Llama, generate
 from lrkit.llm.data import DATASETS, load_ids
 
 
@@ -38,16 +39,7 @@ def main() -> None:
         return
     tmp = tempfile.mkdtemp()
     if args.quick:
-        torch.manual_seed(0)
-        cfg = LlamaConfig(
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=128,
-        )
-        Llama(cfg).save_pretrained(tmp)
+        tiny_random_llama().save_pretrained(tmp)
         path, batch, prompt_len, new = tmp, 4, 64, 32
     else:
         path, batch, prompt_len, new = DATASETS / "tiny-llama", 8, 256, 128
