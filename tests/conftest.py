@@ -94,3 +94,30 @@ def assert_scaled(got, ref, k, dtype, factor=1000):
     err = float(torch.linalg.vector_norm(got - ref) / torch.linalg.vector_norm(ref))
     rtol = factor * scaled_eps(dtype, k)
     assert err <= rtol, f"relative difference {err:.3g} > {rtol:.3g}"
+
+
+def tiny_llama(*, heads=4, kv_heads=2, tie=True, seed=0, context=64, std=0.1):
+    """A random 2-layer Llama of width 64 (vocab 258, bytes), its weights drawn with standard
+    deviation ``std``: larger than the training init, so differences between paths show."""
+    from lrkit.llm import Llama, LlamaConfig
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=context,
+        tie_word_embeddings=tie,
+    )
+    model = Llama(cfg).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, std)
+    return model
+
+
+def byte_ids(B=2, T=40, seed=1):
+    """(B, T) random byte token ids, seeded."""
+    return torch.randint(0, 258, (B, T), generator=torch.Generator().manual_seed(seed))

@@ -10,27 +10,15 @@ from lrkit.llm import ByteTokenizer, KVCache, Llama, LlamaConfig, generate, perp
 from lrkit.llm import train as train_mod
 from lrkit.llm.data import DATASETS, load_ids
 
+from conftest import byte_ids, tiny_llama
+
 
 def tiny(kv_heads=2, tie=True, seed=0, context=64):
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(
-        hidden_size=64,
-        intermediate_size=96,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=kv_heads,
-        max_position_embeddings=context,
-        tie_word_embeddings=tie,
-    )
-    model = Llama(cfg).eval()
-    with torch.no_grad():
-        for p in model.parameters():  # larger than the training init, so differences show
-            p.normal_(0, 0.1)
-    return model
+    return tiny_llama(heads=4, kv_heads=kv_heads, tie=tie, seed=seed, context=context)
 
 
 def ids(B=2, T=40, seed=1):
-    return torch.randint(0, 258, (B, T), generator=torch.Generator().manual_seed(seed))
+    return byte_ids(B, T, seed)
 
 
 @pytest.mark.parametrize("tie", [True, False])

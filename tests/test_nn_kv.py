@@ -13,33 +13,22 @@ import copy
 import pytest
 import torch
 
-from lrkit.llm import KVCache, Llama, LlamaConfig, generate, load_tiny, perplexity
+from lrkit.llm import KVCache, generate, load_tiny, perplexity
 from lrkit.llm.data import load_ids, load_text
 from lrkit.nn import LatentKVAttention, calibrate, compress_kv
+
+from conftest import byte_ids, tiny_llama
 
 EPS32 = torch.finfo(torch.float32).eps
 
 
 def tiny(seed=0, context=64, kv_heads=4):
     """8 query heads, 4 KV heads of 8 dims (K, V 32 wide), hidden 64, 2 layers."""
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(
-        hidden_size=64,
-        intermediate_size=96,
-        num_hidden_layers=2,
-        num_attention_heads=8,
-        num_key_value_heads=kv_heads,
-        max_position_embeddings=context,
-    )
-    model = Llama(cfg).eval()
-    with torch.no_grad():
-        for p in model.parameters():  # larger than the training init, so differences show
-            p.normal_(0, 0.1)
-    return model
+    return tiny_llama(heads=8, kv_heads=kv_heads, seed=seed, context=context)
 
 
 def ids(B=2, T=40, seed=1):
-    return torch.randint(0, 258, (B, T), generator=torch.Generator().manual_seed(seed))
+    return byte_ids(B, T, seed)
 
 
 def tol(model, logits):
