@@ -252,7 +252,7 @@ def test_group_size_matters_on_the_shipped_model():
 @pytest.mark.parametrize("bits", [2, 3, 4, 8, 16])
 @pytest.mark.parametrize("symmetric", [True, False])
 def test_packed_codes_round_trip(bits, symmetric):
-    from lrkit.nn.kv import _pack, _unpack
+    from lrkit.nn.latent_kv import _pack, _unpack
 
     codes = torch.randint(0, 2**bits, (3, 5, 21), generator=torch.Generator().manual_seed(bits))
     packed = _pack(codes, bits)

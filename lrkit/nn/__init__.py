@@ -26,7 +26,7 @@
   :func:`train_encoder`, :func:`evaluate_encoder`).
 """
 
-from .allocate import RankAllocation, allocate_ranks
+from .allocate import RankAllocation, allocate_ranks, proportional_ranks
 from .aware import asvd, fwsvd, whiten
 from .calibrate import LayerStats, calibrate, calibrate_blocks, next_token_loss
 from .compress import compress_model, decompress
@@ -34,7 +34,8 @@ from .conv import FactorizedConv2d
 from .encoder import ByteEncoder, evaluate_encoder, mask_bytes, masked_byte_loss, train_encoder
 from .finetune import finetune
 from .io import load_compressed, save_compressed
-from .kv import LatentKVAttention, compress_kv, proportional_ranks
+from .kv import compress_kv
+from .latent_kv import LatentKVAttention
 from .linear import METHODS, FactorizedLinear
 from .linformer import LinformerSelfAttention, jl_projection, svd_projection
 from .report import CompressionReport, ModuleReport

@@ -26,6 +26,10 @@ across all layers until the budget is spent; it is optimal for these separable o
 because each layer's gains decrease with the rank. Every strategy ends when no layer's next
 rank fits the budget (or every layer is at its largest saving rank), so the budget is met
 to within one rank step per layer.
+
+:func:`proportional_ranks` is the other kind of allocation, for budgets counted in ranks
+rather than parameters: integer ranks proportional to given weights (Palu's Fisher
+allocation of a KV cache's latent ranks, used by :func:`lrkit.nn.compress_kv`).
 """
 
 from __future__ import annotations
@@ -37,10 +41,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..core._checks import as_tensor
 from ..core._params import checked
 from .aware import cholesky_shifted, truncate
 
-__all__ = ["allocate_ranks", "RankAllocation"]
+__all__ = ["allocate_ranks", "RankAllocation", "proportional_ranks"]
 
 
 def _cost(module: nn.Linear) -> int:
@@ -311,3 +316,47 @@ def _lin(p, xs, ys) -> float:
             t = (p - xs[j]) / (xs[j + 1] - xs[j])
             return ys[j] + t * (ys[j + 1] - ys[j])
     return ys[-1]
+
+
+@checked
+def proportional_ranks(weights, total: int, *, step: int, high: int) -> list[int]:
+    """Integer ranks proportional to ``weights`` (>= 0), multiples of ``step`` (or ``high``),
+    each in ``min(step, high)..high``, summing to at most ``total`` and short of it by less
+    than ``step`` unless every rank is at ``high`` (Palu's Fisher allocation).
+
+    Water-filling: shares ``clip(lam * w_i, minimum, high)`` with the one ``lam`` that
+    spends the budget; each share is then rounded down to a step, and the steps left go
+    to the largest remainders."""
+    w = as_tensor(weights, "weights").to(torch.float64).flatten()
+    if w.numel() == 0:
+        raise ValueError("weights is empty; give one weight per group")
+    if bool((w < 0).any()):
+        raise ValueError(f"weights must be >= 0 (Fisher information); got {float(w.min()):.4g}")
+    w = w.tolist()
+    low = min(step, high)
+    n = len(w)
+    if total < n * low:
+        raise ValueError(
+            f"a budget of {total} ranks cannot give each of the {n} groups its minimum "
+            f"{low} (rank_step); raise the rank or lower rank_step"
+        )
+    total = min(total, n * high)
+    if sum(w) == 0:
+        w = [1.0] * n  # no information: equal shares
+
+    # x_i = clip(lam w_i, low, high), with lam found by bisection so that sum(x) = total
+    # (the sum grows with lam from n * low <= total to n * high >= total)
+    def spent(lam):
+        return sum(min(max(lam * wi, low), high) for wi in w)
+
+    lo_lam, hi_lam = 0.0, high / min(wi for wi in w if wi > 0)
+    for _ in range(200):
+        mid = (lo_lam + hi_lam) / 2
+        lo_lam, hi_lam = (mid, hi_lam) if spent(mid) < total else (lo_lam, mid)
+    x = [min(max(lo_lam * wi, low), high) for wi in w]  # sum(x) <= total
+    ranks = [high if x[i] >= high else max(low, int(x[i] // step) * step) for i in range(n)]
+    for i in sorted(range(n), key=lambda i: x[i] - ranks[i], reverse=True):
+        add = min(step, high - ranks[i])  # the steps left, to the largest remainders
+        if 0 < add <= total - sum(ranks):
+            ranks[i] += add
+    return ranks
