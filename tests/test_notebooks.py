@@ -14,7 +14,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 SOLUTIONS = sorted((ROOT / "notebooks" / "solutions").glob("*.ipynb"))
 # Lessons whose worked solutions are written together with the lesson and are not in
 # notebooks/solutions/ yet; the course page (notebooks/README.md) lists them as to come.
-SOLUTIONS_TO_COME = {"05", "09", "10", "11"}
+SOLUTIONS_TO_COME = {"05", "10", "11"}
 # words and phrases that belong to how a lesson was developed, not to the lesson
 DEVELOPMENT = re.compile(
     r"\b(issue|TODO|FIXME|XXX|reviewer|pull request|earlier version|previous version|"
