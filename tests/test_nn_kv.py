@@ -257,7 +257,15 @@ def test_packed_codes_round_trip(bits, symmetric):
     codes = torch.randint(0, 2**bits, (3, 5, 21), generator=torch.Generator().manual_seed(bits))
     packed = _pack(codes, bits)
     assert packed.dtype == torch.uint8 and packed.shape == (3, 5, -(-21 * bits // 8))
-    assert torch.equal(_unpack(packed, bits, 21), codes)
+    assert torch.equal(_unpack(packed, bits, 21).long(), codes)
+    # the layout, bit by bit: bit j of code i is bit (i b + j) mod 8 of byte (i b + j) // 8
+    # (the fast path for 2, 4 and 8 bits must store exactly what the general one does)
+    want = torch.zeros(3, 5, -(-21 * bits // 8), dtype=torch.long)
+    for i in range(21):
+        for j in range(bits):
+            pos = i * bits + j
+            want[..., pos // 8] |= ((codes[..., i] >> j) & 1) << (pos % 8)
+    assert torch.equal(packed.long(), want)
 
 
 @pytest.mark.parametrize("bits", [2, 3, 4, 8])

@@ -125,7 +125,8 @@ def compress_kv(
         information (the summed squared gradients of the group's rows of k_proj or v_proj
         under the next-token loss, from ``calibration``), in multiples of ``rank_step``
         (:func:`proportional_ranks`).
-    fold_v : fold V's up-projection into o_proj (see :class:`LatentKVAttention`).
+    fold_v : attend over V's latents and apply its up-projection to the attention's outputs
+        only (see :class:`LatentKVAttention`); False rebuilds V at every cached position.
     inplace : change ``model`` itself instead of a copy.
     progress : show the calibration's progress bar.
 

@@ -11,9 +11,12 @@ and the same for values, with a latent of their own. RoPE turns with the positio
 cannot be folded into B_g: the cache holds the latent *before* RoPE and the rebuilt keys
 are rotated at their positions (the model hands every position's rotary table to its
 attention, see ``lrkit.llm``). Values need no rotation, and attention weights are linear
-in them: ``sum_s p_ts (h_s B^T) = (sum_s p_ts h_s) B^T``, so each head's slice of B_v
-folds into that head's slice of o_proj (Palu's matrix fusion): attention runs over the
-value latents themselves and V is never rebuilt (``fold_v=True``, exact up to rounding).
+in them: ``sum_s p_ts (h_s B^T) = (sum_s p_ts h_s) B^T``. So attention runs over the
+value latents themselves, and each head's slice of B_v is applied to that head's T outputs
+only, V is never rebuilt at the S cached positions (``fold_v=True``, exact up to rounding).
+Palu multiplies that slice into the head's columns of o_proj once (its matrix fusion); we
+apply it before o_proj instead, which costs ``T * r * d`` per head rather than a fused
+``(r, hidden)`` matrix per head, and is the cheaper order unless r is much below d.
 
 Group-head decomposition (Palu's G-LRD): ``group_size`` KV heads share one factorization,
 so ``group_size=1`` is one latent per head (M-LRD), ``group_size=kv_heads`` one latent for
@@ -68,8 +71,27 @@ def _causal(q, k, v):
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 
+def _causal_any_width(q, k, v):
+    """:func:`_causal` for values v of any width dv. PyTorch's fused attention kernels want
+    values as wide as the queries; another width takes a slower path (5x at 480 positions
+    and dv = 64, d = 32 on a 2-core CPU, see benchmarks/bench_kv.py). So v is cut into
+    slices of q's width, the last one zero-padded; the slices share the same attention
+    weights, so the result is the same up to rounding."""
+    d, dv = q.shape[-1], v.shape[-1]
+    if dv == d:
+        return _causal(q, k, v)
+    v = F.pad(v, (0, (-dv) % d))
+    return torch.cat([_causal(q, k, part) for part in v.split(d, dim=-1)], dim=-1)[..., :dv]
+
+
 def _pack(codes: torch.Tensor, bits: int) -> torch.Tensor:
-    """b-bit codes (..., r) packed into bytes (..., ceil(r b / 8)), uint8, low bit first."""
+    """b-bit codes (..., r) packed into bytes (..., ceil(r b / 8)), uint8, low bit first:
+    bit j of code i is bit (i b + j) mod 8 of byte (i b + j) // 8."""
+    if 8 % bits == 0:  # 1, 2, 4, 8 bits: whole codes per byte, code i at bit (i b) mod 8
+        per = 8 // bits
+        c = F.pad(codes.to(torch.uint8), (0, (-codes.shape[-1]) % per))  # (..., per * nbytes)
+        shifts = torch.arange(0, 8, bits, dtype=torch.uint8, device=codes.device)
+        return (c.unflatten(-1, (-1, per)) << shifts).sum(-1, dtype=torch.uint8)  # no carries
     shifts = torch.arange(bits, device=codes.device)
     planes = (codes.long()[..., None] >> shifts) & 1  # (..., r, b)
     planes = planes.flatten(-2)  # (..., r b)
@@ -79,7 +101,12 @@ def _pack(codes: torch.Tensor, bits: int) -> torch.Tensor:
 
 
 def _unpack(packed: torch.Tensor, bits: int, r: int) -> torch.Tensor:
-    """Inverse of :func:`_pack`: (..., nbytes) uint8 -> (..., r) int64 codes."""
+    """Inverse of :func:`_pack`: (..., nbytes) uint8 -> (..., r) codes (uint8 when ``bits``
+    divides 8, else int64)."""
+    if 8 % bits == 0:  # the fast path of _pack, undone: one shift and mask per code
+        shifts = torch.arange(0, 8, bits, dtype=torch.uint8, device=packed.device)
+        codes = (packed[..., None] >> shifts) & (2**bits - 1)  # (..., nbytes, 8 / b)
+        return codes.flatten(-2)[..., :r]
     planes = (packed.long()[..., None] >> torch.arange(8, device=packed.device)) & 1
     planes = planes.flatten(-2)[..., : r * bits].unflatten(-1, (r, bits))  # (..., r, b)
     return (planes << torch.arange(bits, device=packed.device)).sum(-1)
@@ -95,8 +122,9 @@ class LatentKVAttention(nn.Module):
     k_up, v_up : per group g, ``B_g`` (group_size * head_dim, r_g): the up-projections.
     heads, kv_heads, group_size : query heads, KV heads, KV heads per group (dividing
         kv_heads); ``head_dim`` follows from the up-projections.
-    fold_v : attend over the value latents and fold B_v into o_proj (module docstring);
-        False rebuilds V per head first. Both give the same output up to rounding.
+    fold_v : attend over the value latents and apply B_v to the attention's outputs
+        (module docstring); False rebuilds V at every cached position first. Both give the
+        same output up to rounding.
     bits, quant_group_size, symmetric, scale_dtype : with ``bits`` (2..16), each token's
         latents are quantized as they enter the cache, by :func:`lrkit.quantize` (one range
         per ``quant_group_size`` consecutive entries of a token's latent, symmetric
@@ -221,7 +249,6 @@ class LatentKVAttention(nn.Module):
         S = hk.shape[1]
         rep = self.h // self.kv  # query heads per KV head
         nq = self.group_size * rep  # query heads per group
-        out = 0.0
         ys = []
         for g, (hk_g, hv_g) in enumerate(
             zip(hk.split(list(self.k_ranks), -1), hv.split(list(self.v_ranks), -1), strict=True)
@@ -233,21 +260,15 @@ class LatentKVAttention(nn.Module):
             if self.fold_v:
                 r = hv_g.shape[-1]
                 lat = hv_g[:, None].expand(B, nq, S, r)  # (B, nq, S, r_v,g): shared by the group
-                y = _causal(q_g, k, lat)  # (B, nq, T, r_v,g): attention-weighted latents
-                # head j's B_v slice times its o_proj columns: (nq, r_v,g, hidden)
+                y = _causal_any_width(q_g, k, lat)  # (B, nq, T, r_v,g): weighted latents
+                # head j's slice of B_v, applied to its T outputs, not to the S cached latents
                 up = self.v_up[g].view(self.group_size, self.d, r).repeat_interleave(rep, 0)
-                wo = self.o_proj.weight[:, g * nq * self.d : (g + 1) * nq * self.d]
-                fused = torch.einsum("ojd,jdr->jro", wo.view(-1, nq, self.d), up)
-                out = out + torch.einsum("bjtr,jro->bto", y, fused)  # (B, T, hidden)
+                ys.append(torch.einsum("bjtr,jdr->bjtd", y, up))  # (B, nq, T, d)
             else:
                 v = (hv_g @ self.v_up[g].T).view(B, S, self.group_size, self.d).transpose(1, 2)
                 ys.append(_causal(q_g, k, v.repeat_interleave(rep, dim=1)))  # (B, nq, T, d)
-        if not self.fold_v:
-            y = torch.cat(ys, dim=1)  # (B, h, T, d)
-            return self.o_proj(y.transpose(1, 2).reshape(B, T, self.h * self.d))
-        if self.o_proj.bias is not None:
-            out = out + self.o_proj.bias
-        return out
+        y = torch.cat(ys, dim=1)  # (B, h, T, d)
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, self.h * self.d))
 
     def extra_repr(self) -> str:
         return (
