@@ -295,6 +295,30 @@ def test_quantized_cache_bits_equal_the_formula(bits, symmetric):
     assert codes + ranges - lrkit_bits == codes - r * bits < 8
 
 
+@pytest.mark.parametrize("bits", [2, 3, 4, 8])
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_cache_stores_what_lrkit_quantize_gives(bits, symmetric):
+    # the cache runs quantize's own steps without its per-call checks: the stored codes and
+    # ranges must rebuild exactly what quantize(...).to_dense() gives (same arithmetic)
+    from lrkit.core.quant import quantize
+
+    model = tiny()
+    q = compress_kv(model, rank=10, method="svd", bits=bits, symmetric=symmetric,
+                    quant_group_size=4)  # fmt: skip
+    attn = q.model.layers[0].self_attn
+    h = torch.randn(2, 7, 10, generator=torch.Generator().manual_seed(bits)) * 3
+    got = attn._decode(attn._encode(h), 10, h.dtype)
+    want = quantize(h.reshape(14, 10), bits, scales="group", axis=1, group_size=4,
+                    symmetric=symmetric, scale_dtype=torch.float16).to_dense()  # fmt: skip
+    # equal here bit for bit; allowed: one rounding of lo + step * code (|.| <= 2 max|h|),
+    # should another CPU's vector kernels fuse the multiply-add in one path and not the other
+    atol = 4 * EPS32 * float(h.abs().max())
+    torch.testing.assert_close(got.reshape(14, 10), want, rtol=0, atol=atol)
+    # a latent beyond float16's range is refused with quantize's own message
+    with pytest.raises(ValueError, match="does not fit scale_dtype=torch.float16"):
+        attn._encode(h * 1e5)
+
+
 def test_quantized_latents_cached_equal_uncached_and_converge_with_bits():
     # float64: a latent that moves by rounding (cached runs compute it with other shapes)
     # could cross a boundary between two levels and flip a code; the chance is about

@@ -108,6 +108,37 @@ def _from_groups(G: torch.Tensor, shape, scales: str, axis: int, group_size: int
     return rows if axis == 1 else rows.T
 
 
+def _stored_range(G, levels: int, symmetric: bool, scale_dtype):
+    """Per granule of G (granules, g): lo and step (granules, 1) in float64, rebuilt from the
+    range numbers as stored at scale_dtype (R if symmetric, else lo and step). inf or NaN
+    where a number overflows scale_dtype: :func:`quantize` refuses those."""
+
+    def stored(x):  # a range number as it will be stored, back in float64
+        return x.to(scale_dtype).to(torch.float64)
+
+    if symmetric:  # one stored number per range: R; lo and step follow from it
+        R = stored(G.abs().amax(dim=1, keepdim=True).double())
+        return -R, 2 * R / levels
+    lo = stored(G.amin(dim=1, keepdim=True).double())
+    return lo, stored((G.amax(dim=1, keepdim=True).double() - lo) / levels).clamp_(min=0)
+
+
+def _codes(G, lo, step, levels: int, symmetric: bool, dtype, gen=None):
+    """The codes of G's granules (granules, g) for the given lo and step, rounded to nearest
+    (or stochastically with generator ``gen``), and the ranges to store, in ``dtype``:
+    (granules, 1) R, or (granules, 2) lo and step. No checks: :func:`quantize` makes them."""
+    lo, step = lo.to(dtype), step.to(dtype)
+    ranges = -lo if symmetric else torch.cat((lo, step), dim=1)  # stored: R, or lo and step
+    safe = torch.where(step > 0, step, torch.ones_like(step))  # a constant granule: code 0
+    t = (G - lo) / safe  # position in steps, in [0, levels]
+    if gen is None:
+        codes = torch.round(t)
+    else:
+        codes = torch.floor(t + torch.rand(t.shape, generator=gen, dtype=t.dtype, device=t.device))
+    codes = codes.clamp_(0, levels).to(torch.uint8 if levels < 256 else torch.int32)
+    return codes, ranges
+
+
 class QuantizedMatrix(Factorization):
     """A b-bit uniformly quantized matrix: integer codes plus one range per granule.
 
@@ -223,24 +254,17 @@ def quantize(
     # NaN, so it is refused here rather than returned. So is the opposite: when even the
     # largest range number is below scale_dtype's smallest normal number, the stored ranges
     # keep few bits or none (1e-170 in float32 is 0, and A would come back as all zeros).
-    def stored(x):  # a range number as it will be stored (scale_dtype), back in float64
-        s = x.to(scale_dtype)
-        if not bool(torch.isfinite(s).all()):
-            big = float(x.abs().max())
-            raise ValueError(
-                f"a range number of A (={big:.4g}) does not fit scale_dtype={scale_dtype}, "
-                f"whose largest value is {torch.finfo(scale_dtype).max:.6g}; use a "
-                f"scale_dtype of wider range (bfloat16 and float32 reach 3.4e38, float64 "
-                f"1.8e308) or scale A down"
-            )
-        return s.to(torch.float64)
-
-    if symmetric:  # one stored number per range: R; lo and step follow from it
-        R = stored(G.abs().amax(dim=1, keepdim=True).double())  # (granules, 1)
-        lo, step = -R, 2 * R / levels
-    else:  # two stored numbers per range: lo and step
-        lo = stored(G.amin(dim=1, keepdim=True).double())
-        step = stored((G.amax(dim=1, keepdim=True).double() - lo) / levels).clamp_(min=0)
+    lo, step = _stored_range(G, levels, symmetric, scale_dtype)
+    if not (bool(torch.isfinite(lo).all()) and bool(torch.isfinite(step).all())):
+        raw = G.abs().amax() if symmetric else torch.stack(
+            [G.amin().abs(), (G.amax(dim=1) - G.amin(dim=1)).max() / levels]
+        ).max()  # fmt: skip
+        raise ValueError(
+            f"a range number of A (={float(raw):.4g}) does not fit scale_dtype={scale_dtype}, "
+            f"whose largest value is {torch.finfo(scale_dtype).max:.6g}; use a "
+            f"scale_dtype of wider range (bfloat16 and float32 reach 3.4e38, float64 "
+            f"1.8e308) or scale A down"
+        )
     fs, largest = torch.finfo(scale_dtype), float(G.abs().max())
     if 0.0 < largest < fs.tiny:
         raise ValueError(
@@ -259,16 +283,8 @@ def quantize(
             f"{X.dtype} value {torch.finfo(X.dtype).max:.4g}, so its levels cannot be "
             f"rebuilt in {X.dtype}; quantize A in float64 or scale it down"
         )
-    lo, step = lo.to(X.dtype), step.to(X.dtype)
-    ranges = -lo if symmetric else torch.cat((lo, step), dim=1)  # stored: R, or lo and step
-    safe = torch.where(step > 0, step, torch.ones_like(step))  # a constant granule: code 0
-    t = (G - lo) / safe  # position in steps, in [0, levels]
-    if rounding == "nearest":
-        codes = torch.round(t)
-    else:
-        gen = make_generator(seed, X.device)
-        codes = torch.floor(t + torch.rand(t.shape, generator=gen, dtype=t.dtype, device=t.device))
-    codes = codes.clamp_(0, levels).to(torch.uint8 if bits <= 8 else torch.int32)
+    gen = make_generator(seed, X.device) if rounding == "stochastic" else None
+    codes, ranges = _codes(G, lo, step, levels, symmetric, X.dtype, gen)
     codes = _from_groups(codes, tuple(X.shape), scales, axis, group_size).contiguous()  # (m, n)
     return QuantizedMatrix(
         codes,

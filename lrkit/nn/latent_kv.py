@@ -49,7 +49,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..core.quant import quantize
+from ..core.quant import _as_groups, _codes, _from_groups, _stored_range, quantize
 
 __all__ = ["LatentKVAttention"]
 
@@ -208,12 +208,23 @@ class LatentKVAttention(nn.Module):
             return (h,)
         B, T, r = h.shape
         g = min(self.quant_group_size, r)
-        qm = quantize(
-            h.detach().reshape(B * T, r), self.bits, scales="group", axis=1, group_size=g,
-            symmetric=self.symmetric, scale_dtype=self.scale_dtype,
-        )  # fmt: skip
-        ranges = qm.ranges.to(self.scale_dtype).reshape(B, T, -1)  # exact: stored values
-        return _pack(qm.codes.reshape(B, T, r), self.bits), ranges
+        X = h.detach().reshape(B * T, r)
+        # lrkit.quantize's own steps, with its checks folded into one (a host sync per call
+        # instead of several): a range that overflows scale_dtype or X's dtype, or a NaN,
+        # makes an entry below infinite, and quantize itself then says what went wrong
+        G = _as_groups(X, "group", 1, g)  # (B * T * groups, g)
+        levels = 2**self.bits - 1
+        lo, step = _stored_range(G, levels, self.symmetric, self.scale_dtype)
+        if not bool(torch.isfinite((lo + step * levels).to(X.dtype)).all()):
+            quantize(
+                X, self.bits, scales="group", axis=1, group_size=g, symmetric=self.symmetric,
+                scale_dtype=self.scale_dtype,
+            )  # fmt: skip
+            raise ValueError(f"latents hold NaN or Inf (max |h| = {float(X.abs().max()):.4g})")
+        codes, ranges = _codes(G, lo, step, levels, self.symmetric, X.dtype)
+        codes = _from_groups(codes, (B * T, r), "group", 1, g)  # (B * T, r)
+        ranges = ranges.to(self.scale_dtype).reshape(B, T, -1)  # exact: stored values
+        return _pack(codes.reshape(B, T, r), self.bits), ranges
 
     def _decode(self, stored: tuple[torch.Tensor, ...], r: int, dtype) -> torch.Tensor:
         """Latents (B, S, r) from what :meth:`_encode` stored."""
